@@ -1,0 +1,295 @@
+"""Command line: ``cwconsumer run|demo|status|check|reset|dead-letters|healthcheck``.
+
+Exit codes: 0 clean stop; 2 bad configuration or usage (one line per problem,
+no traceback, nothing created on disk); 1 anything else, with the cause on
+one line at the end of the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import anyio
+
+from cwconsumer import __version__
+from cwconsumer import logs as logsetup
+from cwconsumer.config import Config, load_config, parse_start_position, validate_db_path
+from cwconsumer.errors import ConfigError, CwcError
+
+log = logging.getLogger("cwconsumer")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors: exit 2, one line
+        self.print_usage(sys.stderr)
+        print(f"cwconsumer: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cwconsumer", description="CloudWatch Logs → HTTP log pipeline consumer")
+    p.add_argument("--version", action="version", version=f"cwconsumer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("run", help="the service: runs until SIGTERM/SIGINT")
+    demo = sub.add_parser("demo", help="self-contained tour with an in-process CloudWatch stand-in")
+    demo.add_argument("--events", type=int, default=None, help="events per stream (default: varies)")
+    demo.add_argument("--quick", action="store_true", help="a smaller, faster tour")
+    st = sub.add_parser("status", help="per group and stream: checkpoint, lag, state")
+    st.add_argument("--json", action="store_true", help="stable JSON output")
+    st.add_argument("--streams", action="store_true", help="also list every stream")
+    sub.add_parser("check", help="validate configuration, database, AWS access, sink")
+    r = sub.add_parser("reset", help="move checkpoints (refused while a run holds the database)")
+    r.add_argument("--group", required=True)
+    r.add_argument("--stream")
+    r.add_argument("--to", required=True, help="beginning | end | ISO-8601 time | duration back")
+    r.add_argument("--dry-run", action="store_true", help="show what would move, change nothing")
+    d = sub.add_parser("dead-letters", help="events the sink refused for good")
+    d.add_argument("--replay", action="store_true", help="send them again")
+    d.add_argument("--limit", type=int, default=100)
+    d.add_argument("--json", action="store_true")
+    sub.add_parser("healthcheck", help="exit 0 if /healthz of the local run answers 200")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": cmd_run,
+        "demo": cmd_demo,
+        "status": cmd_status,
+        "check": cmd_check,
+        "reset": cmd_reset,
+        "dead-letters": cmd_dead_letters,
+        "healthcheck": cmd_healthcheck,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"cwconsumer: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _config() -> Config:
+    return load_config(os.environ)
+
+
+def _secrets(cfg: Config) -> list[str | None]:
+    return [
+        cfg.sink_password.get() if cfg.sink_password else None,
+        cfg.sink_token.get() if cfg.sink_token else None,
+        os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        os.environ.get("AWS_SESSION_TOKEN"),
+    ]
+
+
+def _run_async(fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a coroutine; translate our errors into one line and exit 1."""
+    try:
+        return anyio.run(fn)
+    except ConfigError:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        cause = _root_cause(exc)
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, CwcError):
+            log.error("stopped: %s", cause)
+        else:
+            log.error("stopped by an unexpected error", exc_info=cause)
+            log.error("stopped: %s: %s", type(cause).__name__, cause)
+        return EXIT_ERROR
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        if not inner:
+            break
+        exc = inner[0]
+    return exc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config()
+    logsetup.setup(cfg.log_level, cfg.log_format, _secrets(cfg))
+    from cwconsumer.service import Service
+
+    async def go() -> int:
+        await Service(cfg).run()
+        return EXIT_OK
+
+    return _run_async(go)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from cwconsumer.demo import run_demo
+    except ImportError as exc:
+        print(
+            f"cwconsumer: the demo needs the [demo] extra ({exc.name} is missing): "
+            "pip install 'cwconsumer[demo]'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return run_demo(args)
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def _db_path_only() -> str:
+    path = os.path.abspath(os.environ.get("CWC_DB_PATH") or "./cwconsumer.db")
+    if not os.path.exists(path):
+        problem = validate_db_path(path)
+        raise ConfigError([f"CWC_DB_PATH: {problem or f'{path} does not exist yet (start `cwconsumer run` first)'}"])
+    return path
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cwconsumer.statusview import render_status
+
+    path = _db_path_only()
+    logsetup.setup("WARNING", "text")
+
+    async def go() -> int:
+        print(await render_status(path, as_json=args.json, streams=args.streams))
+        return EXIT_OK
+
+    return _run_async(go)
+
+
+# -- reset ----------------------------------------------------------------------
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from cwconsumer.model import Checkpoint
+    from cwconsumer.store import Store
+
+    path = _db_path_only()
+    now = int(time.time() * 1000)
+    try:
+        target = parse_start_position(args.to, now)
+    except ValueError as exc:
+        raise ConfigError([f"--to: {exc}"]) from None
+    logsetup.setup("WARNING", "text")
+
+    async def go() -> int:
+        store = await Store.open(path, create=False, migrate=False)
+        try:
+            info = await store.lease_info()
+            ttl_ms = int(float(os.environ.get("CWC_LEASE_TTL_MS", "10000")))
+            if info.live(now, ttl_ms):
+                print(
+                    f"cwconsumer: refused: a run holds the database {path} "
+                    f"({info.host} pid {info.pid}); stop it first",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
+            rows = [r for r in await store.load_streams(args.group) if not args.stream or r.key.stream == args.stream]
+            if not rows:
+                print(f"cwconsumer: no checkpoints for group {args.group!r}"
+                      + (f" stream {args.stream!r}" if args.stream else ""), file=sys.stderr)
+                return EXIT_ERROR
+            start = target.resolve(now)
+            cp = Checkpoint(None, start, 0, None, -1)
+            verb = "would move" if args.dry_run else "moved"
+            for r in rows:
+                old = _fmt_ms(r.checkpoint.last_ts)
+                print(f"{verb} {r.key.group} {r.key.stream}: from after {old} to {target}")
+            if args.dry_run:
+                return EXIT_OK
+            sql = (
+                "UPDATE streams SET token = ?, start_time_ms = ?, skip = 0, last_ts = NULL, "
+                "last_ord = -1, state = 'new' WHERE group_name = ?"
+            )
+            params: list[Any] = [cp.token, cp.start_time_ms, args.group]
+            if args.stream:
+                sql += " AND stream_name = ?"
+                params.append(args.stream)
+            n = await store.unfenced_write(sql, params)
+            print(f"{n} stream checkpoint(s) reset")
+            return EXIT_OK
+        finally:
+            await store.aclose()
+
+    return _run_async(go)
+
+
+def _fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "nothing delivered"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+# -- dead letters -----------------------------------------------------------------
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from cwconsumer.deadletters import list_dead_letters, replay_dead_letters
+
+    if args.replay:
+        cfg = _config()
+        logsetup.setup(cfg.log_level, "text", _secrets(cfg))
+        return _run_async(lambda: replay_dead_letters(cfg, limit=args.limit))
+    path = _db_path_only()
+    logsetup.setup("WARNING", "text")
+    return _run_async(lambda: list_dead_letters(path, limit=args.limit, as_json=args.json))
+
+
+# -- check / healthcheck -------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cwconsumer.checks import run_checks
+
+    try:
+        cfg = _config()
+    except ConfigError as exc:
+        print("✗ configuration")
+        for line in exc.problems:
+            print(f"    {line}")
+        raise
+    logsetup.setup("ERROR", "text", _secrets(cfg))
+    return _run_async(lambda: run_checks(cfg))
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    addr = os.environ.get("CWC_ADMIN_ADDR", "127.0.0.1:9600")
+    if addr == "off":
+        print("cwconsumer: CWC_ADMIN_ADDR is off; no health endpoint", file=sys.stderr)
+        return EXIT_ERROR
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local URL
+            print(resp.read().decode(errors="replace"))
+            return EXIT_OK if resp.status == 200 else EXIT_ERROR
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(errors="replace"))
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"cwconsumer: {url}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

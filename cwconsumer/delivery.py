@@ -1,0 +1,280 @@
+"""Delivery lanes: batches to the sink, and checkpoints after confirmation.
+
+Streams are hashed onto ``CWC_SINK_CONCURRENCY`` lanes; each lane has ONE
+batch in flight, so a stream's later events never reach the sink before its
+earlier ones were confirmed, also across retries. Concurrency comes from
+many streams, not from reordering one.
+
+A lane's cycle: collect chunks until ``CWC_BATCH_MAX_EVENTS`` /
+``_BYTES`` / ``_WAIT``; send; on failure retry with capped exponential
+back-off and jitter (``Retry-After`` honoured) until it is confirmed, split
+on 413, bisect a refusal down to the events refused and dead-letter those;
+then move every stream of the batch to the position after its last event —
+in one SQLite transaction that also records the dead letters — and give the
+memory back to the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import orjson
+
+from cwconsumer.flow import Budget, Channel
+from cwconsumer.health import Health
+from cwconsumer.metrics import Metrics
+from cwconsumer.model import Chunk, OutBatch, StreamKey
+from cwconsumer.sinks.base import Outcome, SendResult, Sink
+from cwconsumer.store import Commit, DeadLetter, Store
+
+log = logging.getLogger("cwconsumer.delivery")
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+AUTH_BACKOFF_CAP_S = 60.0
+LANE_CHANNEL_CHUNKS = 64
+
+
+def backoff_s(attempt: int, cap: float = BACKOFF_CAP_S, retry_after: float | None = None) -> float:
+    """Full-jitter exponential back-off; a sink's Retry-After is a floor."""
+    delay = random.uniform(0, min(cap, BACKOFF_BASE_S * 2 ** max(0, attempt - 1)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 300.0))
+    return delay
+
+
+@dataclass(slots=True)
+class Rejected:
+    index: int
+    status: int | None
+    detail: str
+
+
+Confirmed = Callable[[list[Chunk], dict[StreamKey, int]], bool]
+"""``confirmed(chunks, dead_per_stream)`` -> False for chunks whose stream
+generation changed (re-created stream): those are not checkpointed."""
+
+
+class Lane:
+    def __init__(
+        self,
+        index: int,
+        sink: Sink,
+        store: Store,
+        budget: Budget,
+        health: Health,
+        metrics: Metrics,
+        *,
+        max_events: int,
+        max_bytes: int,
+        max_wait_s: float,
+        current: Callable[[Chunk], bool],
+        on_committed: Callable[[Sequence[Chunk], dict[StreamKey, int]], None],
+    ) -> None:
+        self.index = index
+        self.channel: Channel[Chunk] = Channel(LANE_CHANNEL_CHUNKS)
+        self._sink = sink
+        self._store = store
+        self._budget = budget
+        self._health = health
+        self._metrics = metrics
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._max_wait_s = max_wait_s
+        self._current = current
+        self._on_committed = on_committed
+        self.in_flight = 0
+
+    async def run(self) -> None:
+        """Until the channel is closed and drained."""
+        while True:
+            await self.channel.wait_readable()
+            if self.channel.drained():
+                return
+            chunks = await self._collect()
+            if chunks:
+                await self._deliver(chunks)
+
+    async def _collect(self) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        events = nbytes = 0
+        deadline = time.monotonic() + self._max_wait_s
+        ch = self.channel
+        while events < self._max_events and nbytes < self._max_bytes:
+            head = ch.peek()
+            if head is None:
+                if ch.closed:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with anyio.move_on_after(remaining):
+                    await ch.wait_readable()
+                continue
+            room_events = self._max_events - events
+            n = len(head)
+            if n > room_events or (n and nbytes + head.nbytes > self._max_bytes):
+                per = max(1, head.nbytes // max(1, n))
+                k = min(room_events, (self._max_bytes - nbytes) // per)
+                if k <= 0 and chunks:
+                    break
+                k = max(1, k)
+                if k < n:
+                    first, rest = head.split(k)
+                    ch.take()
+                    ch.replace_head(rest)
+                    head = first
+                else:
+                    ch.take()
+            else:
+                ch.take()
+            chunks.append(head)
+            events += len(head)
+            nbytes += head.nbytes
+        return chunks
+
+    async def _deliver(self, chunks: list[Chunk]) -> None:
+        docs = [d for c in chunks for d in c.docs]
+        stamps = [t for c in chunks for t in c.timestamps]
+        nbytes = sum(c.nbytes for c in chunks)
+        self.in_flight = len(docs)
+        rejected: list[Rejected] = []
+        if docs:
+            rejected = await self._send_all(OutBatch(docs, stamps))
+            self._metrics.batch_events.observe(len(docs))
+            self._metrics.batch_bytes.observe(nbytes)
+            self._metrics.batches.labels("delivered" if not rejected else "partial").inc()
+        # Confirmed: from here on the checkpoint must be written even if a
+        # shutdown deadline fires, or a clean stop would re-deliver the batch.
+        with anyio.CancelScope(shield=True):
+            await self._commit(chunks, docs, rejected)
+        self.in_flight = 0
+        self._budget.release(len(docs), nbytes)
+        self._health.confirmed()
+
+    async def _commit(self, chunks: list[Chunk], docs: list[dict[str, object]], rejected: list[Rejected]) -> None:
+        dead_per: dict[StreamKey, int] = {}
+        dead_rows: list[DeadLetter] = []
+        if rejected:
+            owners = _owners(chunks)
+            for r in rejected:
+                key, ts = owners[r.index]
+                doc = docs[r.index]
+                event = doc.get("event")
+                eid = str(event.get("id", "")) if isinstance(event, dict) else ""
+                dead_rows.append(
+                    DeadLetter(key, eid, ts, orjson.dumps(doc), r.status, r.detail[:2000])
+                )
+                dead_per[key] = dead_per.get(key, 0) + 1
+                self._metrics.events_failed.labels(key.group).inc()
+        last: dict[StreamKey, Chunk] = {}
+        counts: dict[StreamKey, int] = {}
+        for c in chunks:
+            if not self._current(c):
+                continue
+            last[c.key] = c
+            counts[c.key] = counts.get(c.key, 0) + len(c)
+        commits = [
+            Commit(k, c.checkpoint_after(), counts[k] - dead_per.get(k, 0), dead_per.get(k, 0))
+            for k, c in last.items()
+        ]
+        with anyio.fail_after(60):
+            await self._store.commit(commits, [d for d in dead_rows if d.key in last])
+        self._on_committed(chunks, dead_per)
+
+    async def _send_all(self, batch: OutBatch) -> list[Rejected]:
+        """Deliver ``batch`` in order until every event is confirmed or
+        refused for good. Returns the refused ones (indexes into ``batch``)."""
+        work: deque[list[int]] = deque([list(range(len(batch)))])
+        rejected: list[Rejected] = []
+        attempt = 0
+        while work:
+            idx = work[0]
+            sub = batch if len(idx) == len(batch) else batch.pick(idx)
+            if attempt:
+                self._metrics.events_retried.inc(len(idx))
+            started = time.monotonic()
+            res = await self._sink.send(sub)
+            self._metrics.sink_latency.observe(time.monotonic() - started)
+            self._metrics.sink_responses.labels(str(res.status or 0)).inc()
+            if res.items is not None:
+                work.popleft()
+                again = self._per_item(idx, res, rejected)
+                if again:
+                    work.appendleft(again)
+                    attempt += 1
+                    self._failing(res, attempt)
+                    await anyio.sleep(backoff_s(attempt, retry_after=res.retry_after_s))
+                else:
+                    attempt = 0
+                continue
+            outcome = res.outcome
+            if outcome is Outcome.OK:
+                work.popleft()
+                attempt = 0
+            elif outcome is Outcome.RETRY:
+                attempt += 1
+                self._failing(res, attempt)
+                await anyio.sleep(backoff_s(attempt, retry_after=res.retry_after_s))
+            elif outcome is Outcome.AUTH:
+                attempt += 1
+                self._health.auth_error = f"HTTP {res.status}: {res.detail[:200]}"
+                log.error(
+                    "sink rejects the credentials; not advancing, retrying slowly "
+                    "(check CWC_SINK_TOKEN / the URL's user:password)",
+                    extra={"status": res.status, "attempt": attempt, "lane": self.index},
+                )
+                await anyio.sleep(backoff_s(attempt + 3, cap=AUTH_BACKOFF_CAP_S))
+            else:  # TOO_LARGE or POISON: split / bisect down to the events refused
+                work.popleft()
+                if len(idx) == 1:
+                    rejected.append(Rejected(idx[0], res.status, res.detail or outcome.value))
+                    log.warning(
+                        "event refused by the sink; dead-lettered",
+                        extra={"status": res.status, "detail": res.detail[:300]},
+                    )
+                else:
+                    half = len(idx) // 2
+                    work.appendleft(idx[half:])
+                    work.appendleft(idx[:half])
+        return rejected
+
+    def _per_item(self, idx: list[int], res: SendResult, rejected: list[Rejected]) -> list[int]:
+        assert res.items is not None
+        again: list[int] = []
+        for j, outcome in enumerate(res.items):
+            if outcome is Outcome.OK:
+                continue
+            if outcome is Outcome.POISON:
+                rejected.append(Rejected(idx[j], res.status, res.item_detail.get(j, res.detail)))
+            else:
+                again.append(idx[j])
+        return again
+
+    def _failing(self, res: SendResult, attempt: int) -> None:
+        self._health.sink_error = f"HTTP {res.status}: {res.detail[:200]}" if res.status else res.detail[:200]
+        self._health.sink_failures = attempt
+        if attempt in (1, 3) or attempt % 10 == 0:
+            log.warning(
+                "sink delivery failed; retrying",
+                extra={"status": res.status, "detail": res.detail[:300], "attempt": attempt, "lane": self.index},
+            )
+
+
+def _owners(chunks: list[Chunk]) -> list[tuple[StreamKey, int]]:
+    out: list[tuple[StreamKey, int]] = []
+    for c in chunks:
+        out.extend((c.key, t) for t in c.timestamps)
+    return out
+
+
+def lane_of(key: StreamKey, lanes: int) -> int:
+    """Stable within and across processes."""
+    return zlib.crc32(f"{key.group}\0{key.stream}".encode()) % lanes

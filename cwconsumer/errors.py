@@ -1,0 +1,85 @@
+"""One exception tree for cwconsumer.
+
+    CwcError                      root; ``retriable`` says whether trying again may help
+    ├── ConfigError               bad configuration or usage (exit status 2); carries every problem
+    ├── StoreError                the SQLite database
+    │   ├── StoreLocked           the lease is held by another live ``run``
+    │   ├── LeaseLost             another process took the lease (fencing refused a write)
+    │   └── SchemaTooNew          the database was written by a newer cwconsumer
+    ├── AwsError                  a CloudWatch Logs call failed (botocore errors translated)
+    │   ├── Throttled             ThrottlingException / ServiceUnavailable / 5xx  (retriable)
+    │   ├── NotFound              ResourceNotFoundException: stream or group deleted
+    │   ├── TokenRejected         InvalidParameterException on a stored forward token
+    │   └── AccessDenied          credentials missing or not permitted
+    └── SinkError                 the HTTP sink (aiohttp errors translated)
+
+Errors from botocore, aiohttp and sqlite3 are translated at the edge modules
+(``aws.py``, ``sinks/http.py``, ``store.py``) with ``raise Mapped(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class CwcError(Exception):
+    """Root of every error cwconsumer raises on purpose."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str = "", *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(CwcError):
+    """Configuration or usage is wrong. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreError(CwcError):
+    """The checkpoint database cannot be used."""
+
+
+class StoreLocked(StoreError):
+    """Another live ``run`` holds the lease on this database."""
+
+
+class LeaseLost(StoreError):
+    """Another process took the lease; this one must stop writing."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer cwconsumer than this one."""
+
+
+class AwsError(CwcError):
+    """A CloudWatch Logs call failed."""
+
+    def __init__(self, message: str, *, code: str = "", retriable: bool | None = None) -> None:
+        super().__init__(message, retriable=retriable)
+        self.code = code
+
+
+class Throttled(AwsError):
+    retriable = True
+
+
+class NotFound(AwsError):
+    pass
+
+
+class TokenRejected(AwsError):
+    pass
+
+
+class AccessDenied(AwsError):
+    pass
+
+
+class SinkError(CwcError):
+    """The sink could not be reached or answered in a way we cannot use."""
+
+    retriable = True

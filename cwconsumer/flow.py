@@ -1,0 +1,128 @@
+"""Flow control between stages: the memory budget and the lane channels.
+
+:class:`Budget` bounds everything read but not yet confirmed (events and
+bytes). Readers reserve before they fetch, so a slow or dead sink makes them
+wait instead of growing the buffer. :class:`Channel` is a bounded FIFO whose
+*waiting* is separate from *taking*: a lane can wait for data with a deadline
+and then take it without any risk of an item being lost to a cancellation
+(anyio's ``receive()`` under ``move_on_after`` can drop an item handed over
+in the same instant the deadline fires).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+class Budget:
+    """Events and bytes in the pipeline (read, not yet confirmed)."""
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.events = 0
+        self.bytes = 0
+        self._changed = anyio.Event()
+
+    @property
+    def full(self) -> bool:
+        return self.events >= self.max_events or self.bytes >= self.max_bytes
+
+    async def reserve(self, wanted: int) -> int:
+        """Wait until there is room, then reserve up to ``wanted`` events
+        (at least 1). Returns how many were reserved."""
+        while self.full:
+            event = self._changed
+            await event.wait()
+        n = max(1, min(wanted, self.max_events - self.events))
+        self.events += n
+        return n
+
+    def settle(self, reserved: int, events: int, nbytes: int) -> None:
+        """After a fetch: keep ``events``/``nbytes`` of a reservation of ``reserved``."""
+        self.events += events - reserved
+        self.bytes += nbytes
+        if events < reserved:
+            self._notify()
+
+    def release(self, events: int, nbytes: int) -> None:
+        self.events -= events
+        self.bytes -= nbytes
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+class ChannelClosed(Exception):
+    """Raised by :meth:`Channel.put` after :meth:`Channel.close`."""
+
+
+class Channel(Generic[T]):
+    """Bounded FIFO for one consumer. ``put`` waits while full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._closed = False
+        self._readable = anyio.Event()
+        self._writable = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def put(self, item: T) -> None:
+        while len(self._items) >= self.capacity and not self._closed:
+            event = self._writable
+            await event.wait()
+        if self._closed:
+            raise ChannelClosed
+        self._items.append(item)
+        self._readable.set()
+
+    def close(self) -> None:
+        """No more puts; the consumer drains what is left."""
+        self._closed = True
+        self._readable.set()
+        self._writable.set()
+
+    async def wait_readable(self) -> None:
+        """Return when an item is available or the channel is closed.
+        Safe to cancel: nothing is taken."""
+        while not self._items and not self._closed:
+            event = self._readable
+            await event.wait()
+            if not self._items:
+                self._readable = anyio.Event()
+
+    def peek(self) -> T | None:
+        return self._items[0] if self._items else None
+
+    def take(self) -> T:
+        item = self._items.popleft()
+        self._after_take()
+        return item
+
+    def replace_head(self, item: T) -> None:
+        """Put back the unsent remainder of a split item at the front."""
+        self._items.appendleft(item)
+        self._readable.set()
+
+    def _after_take(self) -> None:
+        if not self._items and not self._closed:
+            self._readable = anyio.Event()
+        self._writable.set()
+        self._writable = anyio.Event()
+
+    def drained(self) -> bool:
+        return self._closed and not self._items

@@ -1,0 +1,204 @@
+"""Stream readers: ``CWC_WORKERS`` tasks, each taking the next due stream and
+reading ONE page of it with GetLogEvents, then handing the stream back to the
+schedule. One page per turn bounds every cycle (AWS returns empty pages
+mid-stream, possibly for ever) and keeps streams fair.
+
+Position handling (see :class:`~cwconsumer.model.Checkpoint`):
+
+- ``skip`` events at the start of a re-read page were already delivered;
+  they are dropped, but never an event later than the last delivered
+  timestamp, so a changed page can cause a duplicate, never a loss;
+- a rejected token (expired after 24 h, or unknown) falls back to time:
+  ``startTime`` = last delivered timestamp (inclusive), skipping exactly the
+  events of that millisecond already delivered — never ``last + 1 ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cwconsumer.aws import LogsClient
+from cwconsumer.documents import Shaper
+from cwconsumer.errors import AccessDenied, AwsError, NotFound, Throttled, TokenRejected
+from cwconsumer.flow import Budget
+from cwconsumer.model import Checkpoint, Chunk
+from cwconsumer.streams import Schedule, State, StreamState
+
+log = logging.getLogger("cwconsumer.reader")
+
+PAGE_MAX_EVENTS = 10_000
+EMPTY_PAGES_BEFORE_BACKOFF = 3
+
+
+class Reader:
+    def __init__(
+        self,
+        logs: LogsClient,
+        schedule: Schedule,
+        budget: Budget,
+        route: Callable[[Chunk], Awaitable[None]],
+        *,
+        region: str,
+        parse_mode: str,
+        poll_interval_s: float,
+        idle_grace_s: float,
+        on_read: Callable[[StreamState, int], None] = lambda st, n: None,
+        on_state: Callable[[StreamState], None] = lambda st: None,
+    ) -> None:
+        self._logs = logs
+        self._schedule = schedule
+        self._budget = budget
+        self._route = route
+        self._region = region
+        self._parse_mode = parse_mode
+        self._poll_s = poll_interval_s
+        self._grace_ms = int(idle_grace_s * 1000)
+        self._on_read = on_read
+        self._on_state = on_state
+
+    async def worker(self) -> None:
+        """Runs until cancelled."""
+        while True:
+            st = await self._schedule.take()
+            delay: float | None = 0.0
+            try:
+                delay = await self.poll(st)
+            finally:
+                st.busy = False
+                if delay is not None:
+                    self._schedule.add(st, delay)
+
+    async def poll(self, st: StreamState) -> float | None:
+        """Read one page of ``st``; returns when to poll it again (None: not)."""
+        pos = st.read_pos
+        reserved = await self._budget.reserve(PAGE_MAX_EVENTS)
+        try:
+            page = await self._logs.get_log_events(
+                st.key.group,
+                st.key.stream,
+                pos.token,
+                pos.start_time_ms if pos.token is None else None,
+                limit=reserved,
+            )
+        except BaseException as exc:
+            self._budget.settle(reserved, 0, 0)
+            return self._failed(st, exc)
+        events = page.events
+        if not events and page.next_token == pos.token:
+            self._budget.settle(reserved, 0, 0)
+            return self._end_of_stream(st)
+
+        chunk = self._make_chunk(st, pos, events, page.next_token)
+        self._budget.settle(reserved, len(chunk.docs), chunk.nbytes)
+        st.read_pos = chunk.checkpoint_after()
+        st.last_error = None
+        if chunk.docs:
+            st.pending_events += len(chunk.docs)
+            st.events_in += len(chunk.docs)
+            st.last_read_ms = _now_ms()
+            self._on_read(st, len(chunk.docs))
+        try:
+            await self._route(chunk)
+        except BaseException:
+            # Not handed over (shutdown): give the memory back; the checkpoint
+            # never covered these events, so they are read again next time.
+            self._budget.release(len(chunk.docs), chunk.nbytes)
+            st.pending_events -= len(chunk.docs)
+            raise
+        if events:
+            st.empty_pages = 0
+            st.idle_polls = 0
+            self._set_state(st, State.READING)
+            return 0.0
+        # An empty page with a new token: more may follow (AWS-NOTES); keep
+        # going, but back off after a few so an endless run of them (expired
+        # retention) does not burn the shared API budget.
+        st.empty_pages += 1
+        if st.empty_pages <= EMPTY_PAGES_BEFORE_BACKOFF:
+            return 0.0
+        return min(self._poll_s, 0.25 * 2 ** (st.empty_pages - EMPTY_PAGES_BEFORE_BACKOFF))
+
+    def _make_chunk(
+        self, st: StreamState, pos: Checkpoint, events: list[dict[str, Any]], next_token: str
+    ) -> Chunk:
+        i, n = 0, len(events)
+        next_skip = 0
+        if pos.skip:
+            limit = pos.last_ts
+            while i < n and i < pos.skip and (limit is None or events[i]["timestamp"] <= limit):
+                i += 1
+            if i == n:
+                next_skip = pos.skip - i  # the page ended before the delivered part did
+        shaper = st.shaper
+        if not isinstance(shaper, Shaper):
+            shaper = st.shaper = Shaper(st.key.group, st.key.stream, self._region, self._parse_mode)
+        docs, timestamps, _last_ts, _last_ord, nbytes = shaper.shape(
+            events[i:] if i else events, pos.last_ts, pos.last_ord
+        )
+        return Chunk(
+            key=st.key,
+            docs=docs,
+            timestamps=timestamps,
+            page_token=pos.token,
+            page_start_time_ms=pos.start_time_ms if pos.token is None else None,
+            offset=i,
+            prev_ts=pos.last_ts,
+            prev_ord=pos.last_ord,
+            next_token=next_token,
+            ends_page=True,
+            nbytes=nbytes,
+            next_skip=next_skip,
+            generation=st.generation,
+        )
+
+    def _end_of_stream(self, st: StreamState) -> float | None:
+        st.empty_pages = 0
+        st.idle_polls += 1
+        now = _now_ms()
+        if now - st.last_activity_ms > self._grace_ms and not st.has_unread_activity():
+            self._set_state(st, State.IDLE)
+            return None
+        self._set_state(st, State.TAILING)
+        return min(self._poll_s, 0.5 * 2 ** (st.idle_polls - 1))
+
+    def _failed(self, st: StreamState, exc: BaseException) -> float | None:
+        if isinstance(exc, TokenRejected):
+            st.read_pos = st.read_pos.time_fallback()
+            log.warning(
+                "forward token rejected; resuming by time",
+                extra={
+                    "stream": str(st.key),
+                    "start_time_ms": st.read_pos.start_time_ms,
+                    "skip": st.read_pos.skip,
+                },
+            )
+            return 0.0
+        if isinstance(exc, NotFound):
+            log.warning("stream deleted; no longer polled", extra={"stream": str(st.key)})
+            self._set_state(st, State.DELETED)
+            return None
+        if isinstance(exc, Throttled):
+            st.last_error = str(exc)
+            return random.uniform(0.5, 2.0)
+        if isinstance(exc, AccessDenied):
+            st.last_error = str(exc)
+            log.error("access denied reading stream", extra={"stream": str(st.key), "error": str(exc)})
+            return 60.0
+        if isinstance(exc, AwsError):
+            st.last_error = str(exc)
+            log.warning("GetLogEvents failed", extra={"stream": str(st.key), "error": str(exc)})
+            return random.uniform(2.0, 5.0) if exc.retriable else 30.0
+        raise exc
+
+    def _set_state(self, st: StreamState, state: State) -> None:
+        if st.state is not state:
+            st.state = state
+            self._on_state(st)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

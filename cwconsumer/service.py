@@ -1,0 +1,409 @@
+"""The ``run`` service: the one place that knows every stage.
+
+::
+
+    root task group
+    ├── signals          SIGTERM/SIGINT → graceful stop (a second one: stop now)
+    ├── admin server     /healthz /metrics /stats (started first, stopped last)
+    └── lease            standby until the database lease is ours, then:
+        pipeline task group
+        ├── heartbeat    renews the lease; a lost lease stops the process (exit 1)
+        ├── fetch scope  (cancelled first at shutdown)
+        │   ├── discovery          groups and streams, every CWC_DISCOVERY_INTERVAL
+        │   └── CWC_WORKERS readers  one page per turn → lane channels
+        └── lanes        CWC_SINK_CONCURRENCY × (batch → sink → checkpoint)
+
+Shutdown: stop fetching; close the lane channels; lanes deliver what they
+hold within ``CWC_SHUTDOWN_TIMEOUT``; checkpoints are written after each
+confirmation (shielded), so whatever was confirmed is never re-delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from cwconsumer.admin import AdminServer
+from cwconsumer.aws import LogsClient
+from cwconsumer.config import Config
+from cwconsumer.delivery import Lane, lane_of
+from cwconsumer.discovery import Discovery, Registry
+from cwconsumer.errors import LeaseLost, StoreError
+from cwconsumer.flow import Budget
+from cwconsumer.health import Health
+from cwconsumer.metrics import Metrics
+from cwconsumer.model import Chunk, StreamKey
+from cwconsumer.reader import Reader
+from cwconsumer.sinks.base import Sink
+from cwconsumer.sinks.factory import build_sink
+from cwconsumer.store import Store
+from cwconsumer.streams import Schedule, State, StreamState
+
+log = logging.getLogger("cwconsumer.service")
+
+
+class Service:
+    def __init__(self, cfg: Config, *, sink: Sink | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.health = Health(cfg.stall_timeout_s)
+        self.registry = Registry()
+        self.schedule = Schedule()
+        self.budget = Budget(cfg.buffer_max_events, cfg.buffer_max_bytes)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sink = sink
+        self._stop = anyio.Event()
+        self._store: Store | None = None
+        self._logs: LogsClient | None = None
+        self.lanes: list[Lane] = []
+        self.admin_port: int | None = None
+        self.started_at = time.time()
+
+    # -- entry point ----------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.cfg
+        store = self._store = await Store.open(cfg.db_path, cfg.db_journal_mode)
+        log.info(
+            "starting",
+            extra={"db": store.path, "journal_mode": store.journal_mode, "config": cfg.redacted()},
+        )
+        try:
+            async with anyio.create_task_group() as root:
+                root.start_soon(self._signals, root.cancel_scope)
+                if cfg.admin_addr is not None:
+                    admin = AdminServer(
+                        cfg.admin_addr[0],
+                        cfg.admin_addr[1],
+                        self.health,
+                        self.metrics,
+                        pending=lambda: self.budget.events,
+                        stats=self.stats,
+                        refresh=self.refresh_metrics,
+                    )
+                    self.admin_port = await root.start(admin.serve)
+                    log.info("admin server listening", extra={"port": self.admin_port})
+                task_status.started()
+                if await self._acquire_lease(store):
+                    await self._pipeline(store)
+                root.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await store.release_lease()
+                await store.aclose()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self._stop.is_set():
+                    log.info(
+                        "stop requested; finishing in-flight deliveries",
+                        extra={
+                            "signal": signal.Signals(signum).name,
+                            "timeout_s": self.cfg.shutdown_timeout_s,
+                        },
+                    )
+                    self._stop.set()
+                else:
+                    log.warning("second stop signal; stopping now")
+                    scope.cancel()
+
+    # -- lease ----------------------------------------------------------------
+
+    async def _acquire_lease(self, store: Store) -> bool:
+        cfg = self.cfg
+        ttl_ms = int(cfg.lease_ttl_s * 1000)
+        announced = False
+        while not self._stop.is_set():
+            epoch = await store.acquire_lease(
+                self.owner, _now_ms(), ttl_ms, socket.gethostname(), os.getpid()
+            )
+            if epoch is not None:
+                self.health.standby = False
+                self.metrics.standby.set(0)
+                log.info("lease acquired; consuming", extra={"owner": self.owner, "epoch": epoch})
+                return True
+            info = await store.lease_info()
+            self.health.standby = True
+            self.health.holder = f"{info.host} pid {info.pid}"
+            self.metrics.standby.set(1)
+            if not announced:
+                log.info(
+                    "standby: another run holds the database lease; taking over when it stops",
+                    extra={"holder_host": info.host, "holder_pid": info.pid},
+                )
+                announced = True
+            with anyio.move_on_after(cfg.lease_heartbeat_s):
+                await self._stop.wait()
+        return False
+
+    async def _heartbeat(self, store: Store) -> None:
+        failures = 0
+        while True:
+            await anyio.sleep(self.cfg.lease_heartbeat_s)
+            try:
+                await store.heartbeat(_now_ms())
+                failures = 0
+            except LeaseLost:
+                raise
+            except StoreError as exc:
+                failures += 1
+                log.warning("lease heartbeat failed", extra={"error": str(exc), "failures": failures})
+
+    # -- pipeline -------------------------------------------------------------
+
+    async def _pipeline(self, store: Store) -> None:
+        cfg = self.cfg
+        sink = self._sink or build_sink(cfg)
+        try:
+            async with LogsClient(
+                cfg.region,
+                get_rate=cfg.api_rate,
+                describe_rate=cfg.describe_rate,
+                timeout_s=cfg.aws_timeout_s,
+                max_connections=cfg.workers + 4,
+                observe=self.metrics.observe_call,
+            ) as logs:
+                self._logs = logs
+                await self._run_stages(store, logs, sink)
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await sink.aclose()
+
+    async def _run_stages(self, store: Store, logs: LogsClient, sink: Sink) -> None:
+        cfg = self.cfg
+        reg = self.registry
+        n = cfg.sink_concurrency
+        self.lanes = [
+            Lane(
+                i,
+                sink,
+                store,
+                self.budget,
+                self.health,
+                self.metrics,
+                max_events=cfg.batch_max_events,
+                max_bytes=cfg.batch_max_bytes,
+                max_wait_s=cfg.batch_max_wait_s,
+                current=self._current,
+                on_committed=self._committed,
+            )
+            for i in range(n)
+        ]
+        lanes = self.lanes
+
+        async def route(chunk: Chunk) -> None:
+            await lanes[lane_of(chunk.key, n)].channel.put(chunk)
+
+        reader = Reader(
+            logs,
+            self.schedule,
+            self.budget,
+            route,
+            region=cfg.region,
+            parse_mode=cfg.parse_mode,
+            poll_interval_s=cfg.poll_interval_s,
+            idle_grace_s=cfg.idle_grace_s,
+            on_read=lambda st, k: self.metrics.events_read.labels(st.key.group).inc(k),
+            on_state=lambda st: reg.dirty.add(st.key),
+        )
+        discovery = Discovery(
+            logs,
+            store,
+            reg,
+            self.schedule,
+            groups=cfg.log_groups,
+            prefixes=cfg.log_group_prefixes,
+            start_time_for_new_group=cfg.start_position.resolve,
+            idle_grace_s=cfg.idle_grace_s,
+        )
+        await discovery.load()
+        fetch_scope = anyio.CancelScope()
+        lanes_done = anyio.Event()
+
+        async def fetchers() -> None:
+            with fetch_scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._supervised, "discovery", self._discovery_loop, discovery)
+                    for i in range(cfg.workers):
+                        tg.start_soon(self._supervised, f"reader-{i}", reader.worker)
+
+        async def run_lanes() -> None:
+            async with anyio.create_task_group() as tg:
+                for lane in lanes:
+                    tg.start_soon(self._supervised, f"lane-{lane.index}", lane.run)
+            lanes_done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat, store)
+            tg.start_soon(run_lanes)
+            tg.start_soon(fetchers)
+            self.health.started = True
+            await self._stop.wait()
+            # Graceful stop: no more reading, then deliver what was read.
+            self.health.stopping = True
+            fetch_scope.cancel()
+            for lane in lanes:
+                lane.channel.close()
+            with anyio.move_on_after(cfg.shutdown_timeout_s):
+                await lanes_done.wait()
+            if not lanes_done.is_set():
+                log.warning(
+                    "shutdown timeout reached with deliveries in flight; they will be read again",
+                    extra={"pending_events": self.budget.events},
+                )
+            tg.cancel_scope.cancel()
+        with anyio.move_on_after(5, shield=True):
+            await store.save_meta(reg.metas())
+
+    async def _discovery_loop(self, discovery: Discovery) -> None:
+        while True:
+            await discovery.cycle()
+            self.health.task_ok("discovery")
+            await anyio.sleep(self.cfg.discovery_interval_s)
+
+    async def _supervised(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a stage; if it fails unexpectedly, say so in /healthz and the
+        log, and restart it after a back-off. Cancellation passes through."""
+        failures = 0
+        while True:
+            try:
+                await fn(*args)
+                return
+            except (LeaseLost, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:
+                failures += 1
+                self.health.task_failed(name, f"{type(exc).__name__}: {exc}")
+                log.exception("task failed; restarting", extra={"task": name, "failures": failures})
+                await anyio.sleep(min(60.0, 2.0**failures))
+
+    # -- callbacks from the lanes -------------------------------------------------
+
+    def _current(self, chunk: Chunk) -> bool:
+        st = self.registry.streams.get(chunk.key)
+        return st is not None and st.generation == chunk.generation
+
+    def _committed(self, chunks: Any, dead: dict[StreamKey, int]) -> None:
+        now = _now_ms()
+        per_group: dict[str, int] = {}
+        for c in chunks:
+            st = self.registry.streams.get(c.key)
+            if st is None or st.generation != c.generation:
+                continue
+            n = len(c)
+            st.committed = c.checkpoint_after()
+            st.checkpoint_ms = now
+            st.pending_events -= n
+            st.events_out += n
+            st.delivered_total += n
+            per_group[c.key.group] = per_group.get(c.key.group, 0) + n
+        for key, k in dead.items():
+            st = self.registry.streams.get(key)
+            if st is not None:
+                st.events_out -= k
+                st.delivered_total -= k
+                st.dead_lettered += k
+                per_group[key.group] = per_group.get(key.group, 0) - k
+        for group, k in per_group.items():
+            if k > 0:
+                self.metrics.events_shipped.labels(group).inc(k)
+        self.metrics.last_delivery.set(time.time())
+
+    # -- views ------------------------------------------------------------------
+
+    def refresh_metrics(self) -> None:
+        m = self.metrics
+        m.buffer_events.set(self.budget.events)
+        m.buffer_bytes.set(self.budget.bytes)
+        if self._logs is not None:
+            for op, rate in self._logs.rates.items():
+                m.aws_rate.labels(op).set(rate.rate)
+        counts = dict.fromkeys((s.value for s in State), 0)
+        now = time.time() * 1000
+        lag: dict[str, float] = {}
+        behind: dict[str, float] = {}
+        for st in self.registry.streams.values():
+            counts[st.state.value] += 1
+            if st.state in (State.DELETED, State.IDLE):
+                continue
+            g = st.key.group
+            if st.committed.last_ts is not None:
+                lag[g] = max(lag.get(g, 0.0), (now - st.committed.last_ts) / 1000)
+            if st.last_event_seen_ms is not None:
+                gap = (st.last_event_seen_ms - (st.committed.last_ts or 0)) / 1000
+                behind[g] = max(behind.get(g, 0.0), max(0.0, gap))
+        for state, k in counts.items():
+            m.streams.labels(state).set(k)
+        for g, v in lag.items():
+            m.group_lag.labels(g).set(v)
+        for g, v in behind.items():
+            m.group_behind.labels(g).set(v)
+
+    def stats(self) -> dict[str, Any]:
+        now = _now_ms()
+        groups: dict[str, dict[str, Any]] = {}
+        for st in sorted(self.registry.streams.values(), key=lambda s: (s.key.group, s.key.stream)):
+            g = groups.setdefault(
+                st.key.group,
+                {"events": {"in": 0, "out": 0, "dead_lettered": 0}, "streams": {}},
+            )
+            g["events"]["in"] += st.events_in
+            g["events"]["out"] += st.events_out
+            g["events"]["dead_lettered"] += st.dead_lettered
+            g["streams"][st.key.stream] = stream_view(st, now)
+        ok, health = self.health.verdict(self.budget.events)
+        return {
+            "status": health["status"],
+            "healthy": ok,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "pipeline": {
+                "buffer": {
+                    "events": self.budget.events,
+                    "bytes": self.budget.bytes,
+                    "max_events": self.budget.max_events,
+                    "max_bytes": self.budget.max_bytes,
+                },
+                "lanes": [
+                    {"lane": lane.index, "queued_chunks": len(lane.channel), "in_flight": lane.in_flight}
+                    for lane in self.lanes
+                ],
+                "aws_rate_per_s": {
+                    op: round(r.rate, 2) for op, r in (self._logs.rates.items() if self._logs else [])
+                },
+                "last_confirmation": self.health.last_confirm_wall,
+            },
+            "groups": groups,
+        }
+
+
+def stream_view(st: StreamState, now_ms: int) -> dict[str, Any]:
+    cp = st.committed
+    return {
+        "state": st.state.value,
+        "events": {"in": st.events_in, "out": st.events_out, "dead_lettered": st.dead_lettered},
+        "delivered_total": st.delivered_total,
+        "pending": st.pending_events,
+        "last_delivered_event_ms": cp.last_ts,
+        "lag_s": None if cp.last_ts is None else round((now_ms - cp.last_ts) / 1000, 1),
+        "last_event_seen_ms": st.last_event_seen_ms,
+        "checkpoint_ms": st.checkpoint_ms,
+        "last_error": st.last_error,
+    }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

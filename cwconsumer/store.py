@@ -1,0 +1,524 @@
+"""SQLite edge: migrations, checkpoints, the single-writer lease, dead letters.
+
+Every write made by a ``run`` is *fenced*: it happens in one ``BEGIN IMMEDIATE``
+transaction that first checks the lease still names this process and epoch, so
+a process that lost the lease (it stalled, another took over) can never move a
+checkpoint again. sqlite3 errors are translated here into :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from cwconsumer.errors import LeaseLost, SchemaTooNew, StoreError
+from cwconsumer.model import Checkpoint, StreamKey
+
+_NETWORK_FS = ("nfs", "nfs4", "efs", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "lustre")
+_MIGRATION_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
+
+
+def migrations_dir() -> Path:
+    """Migrations ship inside the package (``cwconsumer/migrations``, a link to
+    the top-level ``migrations/`` in the source tree)."""
+    return Path(__file__).resolve().parent / "migrations"
+
+
+def load_migrations(folder: Path | None = None) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) for every numbered migration, in order."""
+    folder = folder or migrations_dir()
+    found: list[tuple[int, str, str]] = []
+    for path in folder.iterdir():
+        m = _MIGRATION_NAME.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path.name, path.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise StoreError(f"migrations in {folder} are not numbered 1..N: {versions}")
+    return found
+
+
+def detect_journal_mode(db_path: str) -> str:
+    """``delete`` on network file systems (EFS/NFS: WAL needs shared memory that
+    they do not provide), ``wal`` elsewhere. Reads /proc/mounts when it exists."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return "wal"
+    target = os.path.realpath(os.path.dirname(os.path.abspath(db_path)))
+    best, fstype = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+            best, fstype = mnt, parts[2]
+    return "delete" if fstype in _NETWORK_FS or fstype.startswith("nfs") else "wal"
+
+
+@dataclass(slots=True)
+class GroupRow:
+    name: str
+    first_seen_ms: int
+    start_time_ms: int | None
+    deleted_ms: int | None
+
+
+@dataclass(slots=True)
+class StreamRow:
+    key: StreamKey
+    created_ms: int | None
+    checkpoint: Checkpoint
+    delivered: int
+    dead_lettered: int
+    state: str
+    last_event_seen_ms: int | None
+    last_ingestion_seen_ms: int | None
+    last_read_ms: int | None
+    checkpoint_ms: int | None
+
+
+@dataclass(slots=True)
+class Commit:
+    """One stream's move after a confirmed delivery."""
+
+    key: StreamKey
+    checkpoint: Checkpoint
+    delivered: int
+    dead_lettered: int
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    key: StreamKey
+    event_id: str
+    timestamp_ms: int
+    document: bytes
+    status: int | None
+    answer: str
+
+
+@dataclass(slots=True)
+class StreamMeta:
+    """Discovery/reader facts about a stream that are not checkpoints."""
+
+    key: StreamKey
+    state: str
+    last_event_seen_ms: int | None
+    last_ingestion_seen_ms: int | None
+    last_read_ms: int | None
+
+
+@dataclass(slots=True)
+class LeaseInfo:
+    owner: str | None
+    epoch: int
+    heartbeat_ms: int
+    host: str | None
+    pid: int | None
+
+    def live(self, now_ms: int, ttl_ms: int) -> bool:
+        return self.owner is not None and now_ms - self.heartbeat_ms < ttl_ms
+
+
+_STREAM_COLS = (
+    "group_name, stream_name, created_ms, token, start_time_ms, skip, last_ts, last_ord, "
+    "delivered, dead_lettered, state, last_event_seen_ms, last_ingestion_seen_ms, "
+    "last_read_ms, checkpoint_ms"
+)
+
+
+def _stream_row(r: Sequence[Any]) -> StreamRow:
+    return StreamRow(
+        key=StreamKey(r[0], r[1]),
+        created_ms=r[2],
+        checkpoint=Checkpoint(r[3], r[4], r[5], r[6], r[7]),
+        delivered=r[8],
+        dead_lettered=r[9],
+        state=r[10],
+        last_event_seen_ms=r[11],
+        last_ingestion_seen_ms=r[12],
+        last_read_ms=r[13],
+        checkpoint_ms=r[14],
+    )
+
+
+class Store:
+    """The checkpoint database. Open with :meth:`open`; close with :meth:`aclose`.
+
+    Writes from a consuming ``run`` pass ``owner``/``epoch`` obtained from
+    :meth:`acquire_lease`; commands that do not consume (``reset``,
+    ``dead-letters``) write only while no live lease exists.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: str, journal_mode: str) -> None:
+        self._db = conn
+        self.path = path
+        self.journal_mode = journal_mode
+        self._lock = anyio.Lock()
+        self._owner: str | None = None
+        self._epoch = 0
+
+    # -- opening -----------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, path: str, journal_mode: str | None = None, *, create: bool = True, migrate: bool = True
+    ) -> Store:
+        """Open (creating directories and the file when ``create``), check it is
+        ours, apply pending migrations. A foreign or corrupt file is refused,
+        never overwritten; a database newer than this code is refused."""
+        path = os.path.abspath(path)
+        exists = os.path.exists(path)
+        if not exists and not create:
+            raise StoreError(f"database {path} does not exist (has `cwconsumer run` been started?)")
+        if not exists:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create directory for {path}: {exc.strerror}") from exc
+        elif exists and os.path.getsize(path) > 0:
+            with open(path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise StoreError(
+                        f"{path} is not an SQLite database (left untouched; "
+                        "point CWC_DB_PATH at another file)"
+                    )
+        mode = journal_mode or detect_journal_mode(path)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        store = cls(conn, path, mode)
+        try:
+            await store._setup(migrate)
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _setup(self, migrate: bool) -> None:
+        try:
+            await self._db.execute("PRAGMA busy_timeout = 30000")
+            await self._db.execute(f"PRAGMA journal_mode = {self.journal_mode.upper()}")
+            # NORMAL is durable against a crashed process (SIGKILL) in WAL mode;
+            # FULL is kept for the rollback journal where NORMAL is not.
+            sync = "NORMAL" if self.journal_mode == "wal" else "FULL"
+            await self._db.execute(f"PRAGMA synchronous = {sync}")
+            tables = {
+                r[0]
+                for r in await self._db.execute_fetchall(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a usable SQLite database ({exc}); left untouched"
+            ) from exc
+        if tables and "schema_version" not in tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database of another program "
+                f"(tables: {', '.join(sorted(tables)[:5])}); left untouched"
+            )
+        known = load_migrations()
+        latest = known[-1][0] if known else 0
+        current = 0
+        if "schema_version" in tables:
+            rows = await self._db.execute_fetchall("SELECT MAX(version) FROM schema_version")
+            current = int(next(iter(rows))[0] or 0)
+        if current > latest:
+            raise SchemaTooNew(
+                f"{self.path} was written by a newer cwconsumer (schema {current}, "
+                f"this version knows up to {latest}); upgrade cwconsumer"
+            )
+        if current < latest and not migrate:
+            raise StoreError(f"{self.path} needs migrations; start `cwconsumer run` once")
+        for version, name, sql in known:
+            if version <= current:
+                continue
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                if version == 1:
+                    await self._db.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_version "
+                        "(version INTEGER NOT NULL, applied_ms INTEGER NOT NULL, name TEXT)"
+                    )
+                await _run_script(self._db, sql)
+                await self._db.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)", (version, _now_ms(), name)
+                )
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._db.execute("ROLLBACK")
+                raise StoreError(f"migration {name} failed on {self.path}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._db.close()
+
+    # -- lease -------------------------------------------------------------
+
+    async def lease_info(self) -> LeaseInfo:
+        rows = list(
+            await self._db.execute_fetchall(
+                "SELECT owner, epoch, heartbeat_ms, host, pid FROM lease WHERE id = 1"
+            )
+        )
+        r = rows[0]
+        return LeaseInfo(r[0], r[1], r[2], r[3], r[4])
+
+    async def acquire_lease(
+        self, owner: str, now_ms: int, ttl_ms: int, host: str, pid: int
+    ) -> int | None:
+        """Take the lease if it is free or its holder stopped heart-beating for
+        ``ttl_ms``. Returns the new epoch, or None while another holds it."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                info = await self.lease_info()
+                if info.live(now_ms, ttl_ms) and info.owner != owner:
+                    await self._db.execute("ROLLBACK")
+                    return None
+                epoch = info.epoch + 1
+                await self._db.execute(
+                    "UPDATE lease SET owner = ?, epoch = ?, heartbeat_ms = ?, host = ?, pid = ? "
+                    "WHERE id = 1",
+                    (owner, epoch, now_ms, host, pid),
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await _rollback(self._db)
+                raise
+        self._owner, self._epoch = owner, epoch
+        return epoch
+
+    async def heartbeat(self, now_ms: int) -> None:
+        """Renew the lease; raises :class:`LeaseLost` if another took it."""
+        async with self._fenced() as db:
+            await db.execute("UPDATE lease SET heartbeat_ms = ? WHERE id = 1", (now_ms,))
+
+    async def release_lease(self) -> None:
+        """Give the lease up at a clean stop so a standby takes over at once."""
+        if self._owner is None:
+            return
+        try:
+            async with self._fenced() as db:
+                await db.execute("UPDATE lease SET owner = NULL, heartbeat_ms = 0 WHERE id = 1")
+        except LeaseLost:
+            pass
+        self._owner = None
+
+    def _fenced(self) -> _Fenced:
+        if self._owner is None:
+            raise LeaseLost("this process does not hold the lease")
+        return _Fenced(self)
+
+    # -- groups and streams -------------------------------------------------
+
+    async def load_groups(self) -> dict[str, GroupRow]:
+        rows = await self._db.execute_fetchall(
+            "SELECT name, first_seen_ms, start_time_ms, deleted_ms FROM groups"
+        )
+        return {r[0]: GroupRow(r[0], r[1], r[2], r[3]) for r in rows}
+
+    async def load_streams(self, group: str | None = None) -> list[StreamRow]:
+        sql = f"SELECT {_STREAM_COLS} FROM streams"
+        args: tuple[Any, ...] = ()
+        if group is not None:
+            sql += " WHERE group_name = ?"
+            args = (group,)
+        rows = await self._db.execute_fetchall(sql + " ORDER BY group_name, stream_name", args)
+        return [_stream_row(r) for r in rows]
+
+    async def save_group(self, row: GroupRow) -> None:
+        async with self._fenced() as db:
+            await db.execute(
+                "INSERT INTO groups (name, first_seen_ms, start_time_ms, deleted_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "first_seen_ms = excluded.first_seen_ms, start_time_ms = excluded.start_time_ms, "
+                "deleted_ms = excluded.deleted_ms",
+                (row.name, row.first_seen_ms, row.start_time_ms, row.deleted_ms),
+            )
+
+    async def forget_streams(self, group: str, streams: Iterable[str] | None = None) -> None:
+        """Drop checkpoints (a deleted group or stream that was created again)."""
+        async with self._fenced() as db:
+            if streams is None:
+                await db.execute("DELETE FROM streams WHERE group_name = ?", (group,))
+            else:
+                await db.executemany(
+                    "DELETE FROM streams WHERE group_name = ? AND stream_name = ?",
+                    [(group, s) for s in streams],
+                )
+
+    async def add_streams(self, rows: Sequence[StreamRow]) -> None:
+        if not rows:
+            return
+        async with self._fenced() as db:
+            await db.executemany(
+                f"INSERT OR REPLACE INTO streams ({_STREAM_COLS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.key.group, r.key.stream, r.created_ms, r.checkpoint.token,
+                        r.checkpoint.start_time_ms, r.checkpoint.skip, r.checkpoint.last_ts,
+                        r.checkpoint.last_ord, r.delivered, r.dead_lettered, r.state,
+                        r.last_event_seen_ms, r.last_ingestion_seen_ms, r.last_read_ms,
+                        r.checkpoint_ms,
+                    )  # fmt: skip
+                    for r in rows
+                ],
+            )
+
+    async def save_meta(self, metas: Sequence[StreamMeta]) -> None:
+        if not metas:
+            return
+        async with self._fenced() as db:
+            await db.executemany(
+                "UPDATE streams SET state = ?, last_event_seen_ms = ?, "
+                "last_ingestion_seen_ms = ?, last_read_ms = ? "
+                "WHERE group_name = ? AND stream_name = ?",
+                [
+                    (
+                        m.state, m.last_event_seen_ms, m.last_ingestion_seen_ms, m.last_read_ms,
+                        m.key.group, m.key.stream,
+                    )  # fmt: skip
+                    for m in metas
+                ],
+            )
+
+    async def commit(
+        self, commits: Sequence[Commit], dead: Sequence[DeadLetter] = (), now_ms: int | None = None
+    ) -> None:
+        """Move checkpoints and record dead letters in ONE fenced transaction."""
+        now = now_ms if now_ms is not None else _now_ms()
+        async with self._fenced() as db:
+            if dead:
+                await db.executemany(
+                    "INSERT INTO dead_letters (group_name, stream_name, event_id, timestamp_ms, "
+                    "document, status, answer, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            d.key.group, d.key.stream, d.event_id, d.timestamp_ms, d.document,
+                            d.status, d.answer, now,
+                        )  # fmt: skip
+                        for d in dead
+                    ],
+                )
+            if commits:
+                await db.executemany(
+                    "UPDATE streams SET token = ?, start_time_ms = ?, skip = ?, last_ts = ?, "
+                    "last_ord = ?, delivered = delivered + ?, dead_lettered = dead_lettered + ?, "
+                    "checkpoint_ms = ? WHERE group_name = ? AND stream_name = ?",
+                    [
+                        (
+                            c.checkpoint.token, c.checkpoint.start_time_ms, c.checkpoint.skip,
+                            c.checkpoint.last_ts, c.checkpoint.last_ord, c.delivered,
+                            c.dead_lettered, now, c.key.group, c.key.stream,
+                        )  # fmt: skip
+                        for c in commits
+                    ],
+                )
+
+    # -- commands that do not hold the lease --------------------------------
+
+    async def unfenced_write(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """For ``reset`` / ``dead-letters``: refused while a ``run`` holds the lease."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._db.execute(sql, args)
+                count = cur.rowcount
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await _rollback(self._db)
+                raise
+        return count
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+
+
+class _Fenced:
+    """``async with store._fenced() as db``: one IMMEDIATE transaction that
+    first proves this process still holds the lease at its epoch."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        s = self._store
+        await s._lock.acquire()
+        try:
+            await s._db.execute("BEGIN IMMEDIATE")
+            rows = list(await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1"))
+            if rows[0][0] != s._owner or rows[0][1] != s._epoch:
+                await s._db.execute("ROLLBACK")
+                raise LeaseLost(
+                    f"the lease on {s.path} was taken by {rows[0][0] or 'nobody'} "
+                    f"(epoch {rows[0][1]}); this process stops writing"
+                )
+        except BaseException:
+            s._lock.release()
+            raise
+        return s._db
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        s = self._store
+        try:
+            if exc_type is None:
+                try:
+                    await s._db.execute("COMMIT")
+                except sqlite3.Error as e:
+                    await _rollback(s._db)
+                    raise StoreError(f"cannot write {s.path}: {e}") from e
+            else:
+                with anyio.CancelScope(shield=True):
+                    await _rollback(s._db)
+        finally:
+            s._lock.release()
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
+    """Run a migration's statements inside the current transaction
+    (``executescript`` would COMMIT first)."""
+    for stmt in _split_sql(sql):
+        await db.execute(stmt)
+
+
+def _split_sql(sql: str) -> list[str]:
+    statements: list[str] = []
+    buf: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if not buf and (not stripped or stripped.startswith("--")):
+            continue
+        buf.append(line)
+        candidate = "\n".join(buf)
+        if stripped.endswith(";") and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            buf = []
+    if any(b.strip() for b in buf):
+        statements.append("\n".join(buf))
+    return statements
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
