@@ -91,6 +91,7 @@ class Lane:
         self._current = current
         self._on_committed = on_committed
         self.in_flight = 0
+        self._last_status: int | None = -1
 
     async def run(self) -> None:
         """Until the channel is closed and drained."""
@@ -219,6 +220,7 @@ class Lane:
             if outcome is Outcome.OK:
                 work.popleft()
                 attempt = 0
+                self._last_status = -1
             elif outcome is Outcome.RETRY:
                 attempt += 1
                 self._failing(res, attempt)
@@ -259,9 +261,13 @@ class Lane:
         return again
 
     def _failing(self, res: SendResult, attempt: int) -> None:
-        self._health.sink_error = f"HTTP {res.status}: {res.detail[:200]}" if res.status else res.detail[:200]
+        self._health.sink_error = (
+            f"HTTP {res.status}: {res.detail[:200]}" if res.status else res.detail[:200]
+        )
         self._health.sink_failures = attempt
-        if attempt in (1, 3) or attempt % 10 == 0:
+        changed = res.status != self._last_status
+        self._last_status = res.status
+        if changed or attempt in (1, 3) or attempt % 10 == 0:
             log.warning(
                 "sink delivery failed; retrying",
                 extra={"status": res.status, "detail": res.detail[:300], "attempt": attempt, "lane": self.index},

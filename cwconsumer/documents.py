@@ -1,0 +1,295 @@
+"""CloudWatch Logs events -> shipped documents and their ``event.id`` (pure: no I/O).
+
+One document per event (SPEC, "The document shipped for each event")::
+
+    {"@timestamp": "2026-11-21T10:00:00.123Z",
+     "message": <the original text, unchanged>,
+     "event": {"id": <32 hex chars>, "ingested": <ISO time; absent without ingestionTime>},
+     "aws": {"cloudwatch": {"log_group": ..., "log_stream": ...},
+             "lambda": {...}},            # only when a Lambda line was recognised
+     "cloud": {"provider": "aws", "region": ...},
+     "log": {"level": ...},               # only when the line states a level
+     "json": {...}}                       # only when the message is a JSON object
+
+READ-ONLY DOCUMENTS. To shape ~1 event per microsecond, a :class:`Shaper`
+puts the *same* ``cloud`` dict, and for unparsed events the same ``aws`` dict
+(with its ``cloudwatch`` dict), into every document of its stream. Documents
+are meant to be serialized, never changed: code that needs a different
+document must build a new one (``{**doc, "aws": {...}}``), because changing a
+shared sub-dict in place would change it in every other document of the
+stream, including ones already waiting in a batch.
+
+``event.id`` is ``xxh3_128`` over group, stream, timestamp and the event's
+ordinal among the stream's events of the same millisecond (see
+:func:`event_id`). It is a stored contract: sinks that upsert by id
+(Elasticsearch ``_id``) rely on it being the same on every delivery, so the
+encoding below must never change.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import orjson
+import xxhash
+
+from cwconsumer.model import Doc
+from cwconsumer.parsing.jsonmsg import parse_object
+from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
+
+__all__ = ["PARSE_MODES", "Shaper", "event_id", "iso_ms"]
+
+PARSE_MODES: Final = ("auto", "none", "lambda", "json")
+"""Values of ``CWC_PARSE``: ``auto`` parses Lambda lines in ``/aws/lambda/`` groups
+and JSON objects everywhere; ``lambda`` parses Lambda lines in every group, and
+JSON objects; ``json`` only JSON objects; ``none`` nothing."""
+
+# --- event.id ----------------------------------------------------------------------------
+
+_TS_ORD: Final = struct.Struct(">qq")
+_hexdigest = xxhash.xxh3_128_hexdigest
+
+
+def _id_prefix(group: str, stream: str) -> bytes:
+    """Length-prefixed names: no two (group, stream) pairs share an encoding,
+    whatever characters (NUL, digits) the names hold."""
+    g = group.encode("utf-8", "surrogatepass")
+    s = stream.encode("utf-8", "surrogatepass")
+    return len(g).to_bytes(4, "big") + g + len(s).to_bytes(4, "big") + s
+
+
+def event_id(group: str, stream: str, ts_ms: int, ordinal: int) -> str:
+    """The deterministic id of an event: 32 lowercase hex characters.
+
+    ``ordinal`` is the event's 0-based position among the stream's events with
+    the same ``ts_ms``, so events with equal time and text still get distinct
+    ids. Encoding (never change it)::
+
+        u32be(len(group)) group u32be(len(stream)) stream i64be(ts_ms) i64be(ordinal)
+
+    with names in UTF-8, hashed with xxh3_128.
+    """
+    return _hexdigest(_id_prefix(group, stream) + _TS_ORD.pack(ts_ms, ordinal))
+
+
+# --- ISO-8601 times ----------------------------------------------------------------------
+
+_EPOCH: Final = datetime(1970, 1, 1)
+_MS_SUFFIX: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
+_SECOND_PREFIXES: dict[int, str] = {}
+_SECOND_PREFIXES_MAX: Final = 4096
+
+
+def _second_prefix(sec: int) -> str:
+    """``"YYYY-MM-DDTHH:MM:SS."`` for a Unix second, from a small bounded cache."""
+    prefix = _SECOND_PREFIXES.get(sec)
+    if prefix is None:
+        prefix = (_EPOCH + timedelta(seconds=sec)).isoformat() + "."
+        if len(_SECOND_PREFIXES) >= _SECOND_PREFIXES_MAX:
+            _SECOND_PREFIXES.clear()  # cheaper than LRU bookkeeping; refills in one pass
+        _SECOND_PREFIXES[sec] = prefix
+    return prefix
+
+
+def iso_ms(ts_ms: int) -> str:
+    """Unix time in ms -> ``"2026-11-21T10:00:00.123Z"`` (UTC, always 3 decimals).
+
+    Raises ``OverflowError`` outside years 1..9999 (CloudWatch accepts no such time).
+    """
+    sec = ts_ms // 1000
+    return _second_prefix(sec) + _MS_SUFFIX[ts_ms - sec * 1000]
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+def _is_lambda_group(group: str) -> bool:
+    return group.startswith("/aws/lambda/") or ":log-group:/aws/lambda/" in group
+
+
+_LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
+_LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
+
+
+class Shaper:
+    """Shapes the events of one stream into documents.
+
+    A Shaper holds no per-call state: the ordinal of the previous event is
+    passed in and handed back, so one Shaper may serve a stream for its whole
+    life, page after page. See the module docstring: the documents it returns
+    share sub-dicts and must never be changed in place.
+    """
+
+    __slots__ = (
+        "_aws",
+        "_cloud",
+        "_cloudwatch",
+        "_id_prefix",
+        "_overhead",
+        "_parse_json",
+        "_parse_lambda",
+        "_triggers",
+        "group",
+        "parse_mode",
+        "region",
+        "stream",
+    )
+
+    def __init__(self, group: str, stream: str, region: str, parse_mode: str) -> None:
+        if parse_mode not in PARSE_MODES:
+            raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)}: {parse_mode!r}")
+        self.group = group
+        self.stream = stream
+        self.region = region
+        self.parse_mode = parse_mode
+        self._parse_lambda = parse_mode == "lambda" or (
+            parse_mode == "auto" and _is_lambda_group(group)
+        )
+        self._parse_json = parse_mode != "none"
+        triggers: set[str] = set()
+        if self._parse_json:
+            triggers.add("{")
+        if self._parse_lambda:
+            triggers |= FIRST_CHARS
+        # First characters that send a message down the parsing path.
+        self._triggers = frozenset(triggers)
+        self._id_prefix = _id_prefix(group, stream)
+        # Shared by every document of this stream: never mutate (module docstring).
+        self._cloudwatch = {"log_group": group, "log_stream": stream}
+        self._aws = {"cloudwatch": self._cloudwatch}
+        self._cloud = {"provider": "aws", "region": region}
+        template = {
+            "@timestamp": iso_ms(0),
+            "message": "\n",
+            "event": {"id": "0" * 32, "ingested": iso_ms(0)},
+            "aws": self._aws,
+            "cloud": self._cloud,
+        }
+        # Serialized size of everything but the message text (+1 for a sink's separator).
+        self._overhead = len(orjson.dumps(template)) - 4 + 1
+
+    def __repr__(self) -> str:
+        return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
+
+    def shape(
+        self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], list[int], int | None, int, int]:
+        """Shape GetLogEvents items (``timestamp`` and ``ingestionTime`` as int ms,
+        ``message`` as str), in stream order.
+
+        ``prev_ts`` / ``prev_ord`` are the timestamp and ordinal of the event just
+        before ``events[0]`` in the stream (``None`` / ``-1`` at its start). An
+        event's ordinal is ``prev_ord + 1`` when it shares the previous event's
+        millisecond, else 0, so shaping a page in several calls gives the same
+        ids as shaping it at once.
+
+        Returns ``(docs, timestamps, last_ts, last_ord, nbytes)``: the last pair
+        is what to pass as ``prev_ts`` / ``prev_ord`` next time, and ``nbytes``
+        estimates the serialized size of the documents (slightly high for ASCII;
+        text outside ASCII is counted in UTF-8 bytes).
+        """
+        docs: list[Doc] = []
+        timestamps: list[int] = []
+        add_doc = docs.append
+        add_ts = timestamps.append
+        id_prefix = self._id_prefix
+        pack = _TS_ORD.pack
+        hexdigest = _hexdigest
+        prefixes = _SECOND_PREFIXES
+        suffix = _MS_SUFFIX
+        aws = self._aws
+        cloud = self._cloud
+        triggers = self._triggers
+        overhead = self._overhead
+        nbytes = 0
+        last_ts = prev_ts
+        ordinal = prev_ord
+        sec: int | None = None
+        stamp_ts: int | None = None
+        stamp_prefix = stamp = ""
+        # Events of one PutLogEvents call share their ingestionTime: format it once.
+        last_ingested: int | None = None
+        ingested_text = ""
+        for ev in events:
+            ts = ev["timestamp"]
+            message = ev["message"]
+            if ts == last_ts:
+                ordinal += 1
+            else:
+                ordinal = 0
+                last_ts = ts
+            if ts != stamp_ts:
+                stamp_ts = ts
+                s = ts // 1000
+                if s != sec:
+                    sec = s
+                    stamp_prefix = prefixes.get(s) or _second_prefix(s)
+                stamp = stamp_prefix + suffix[ts - s * 1000]
+            ingested = ev.get("ingestionTime")
+            if ingested is None:
+                event = {"id": hexdigest(id_prefix + pack(ts, ordinal))}
+            else:
+                if ingested != last_ingested:
+                    last_ingested = ingested
+                    ingested_text = iso_ms(ingested)
+                event = {"id": hexdigest(id_prefix + pack(ts, ordinal)), "ingested": ingested_text}
+            size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
+            if message[:1] in triggers:
+                doc, extra = self._shape_parsed(stamp, message, event)
+                nbytes += overhead + size + (size >> 4) + extra
+            else:
+                doc = {
+                    "@timestamp": stamp,
+                    "message": message,
+                    "event": event,
+                    "aws": aws,
+                    "cloud": cloud,
+                }
+                # size >> 4: JSON escapes (\n, \t, quotes) seldom add more than 1/16.
+                nbytes += overhead + size + (size >> 4)
+            add_doc(doc)
+            add_ts(ts)
+        return docs, timestamps, last_ts, ordinal, nbytes
+
+    def _shape_parsed(self, stamp: str, message: str, event: Doc) -> tuple[Doc, int]:
+        """The slow path: a message that may be a Lambda line or a JSON object.
+
+        Returns the document and the estimated bytes its parsed fields add.
+        """
+        fields: dict[str, Any] | None = None
+        level: str | None = None
+        obj: dict[str, Any] | None = None
+        if message[:1] == "{":
+            if self._parse_json:
+                obj = parse_object(message)
+                if obj is not None and self._parse_lambda:
+                    line = parse_json(obj)
+                    if line is not None:
+                        fields, level, _ = line
+        elif self._parse_lambda:
+            line = parse_text(message)
+            if line is not None:
+                fields, level, body = line
+                # console.log(JSON.stringify(...)) behind the runtime's prefix.
+                if self._parse_json and body is not None and body[:1] == "{":
+                    obj = parse_object(body)
+        doc: Doc = {
+            "@timestamp": stamp,
+            "message": message,
+            "event": event,
+            "aws": {"cloudwatch": self._cloudwatch, "lambda": fields} if fields else self._aws,
+            "cloud": self._cloud,
+        }
+        extra = 0
+        if fields:
+            extra += 20 + _LAMBDA_FIELD_BYTES * len(fields)
+        if level is not None:
+            doc["log"] = {"level": level}
+            extra += _LEVEL_BYTES
+        if obj is not None:
+            doc["json"] = obj
+            extra += len(message) + 8
+        return doc, extra

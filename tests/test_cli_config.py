@@ -1,0 +1,112 @@
+"""Bad configuration through the real command line: exit 2, one line per
+problem naming the variable (or path), no traceback, nothing on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE = {
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "CWC_LOG_GROUPS": "/g",
+    "CWC_SINK_URL": "http://127.0.0.1:9/",
+    "CWC_ADMIN_ADDR": "off",
+}
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CWC_", "AWS_"))}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "cwconsumer", *args],
+        env=clean,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+CASES = [
+    ("missing sink URL", {"CWC_SINK_URL": ""}, "CWC_SINK_URL"),
+    ("bad scheme", {"CWC_SINK_URL": "ftp://example.com/x"}, "CWC_SINK_URL"),
+    ("unparsable duration", {"CWC_POLL_INTERVAL": "soon"}, "CWC_POLL_INTERVAL"),
+    ("negative size", {"CWC_BATCH_MAX_BYTES": "-5MiB"}, "CWC_BATCH_MAX_BYTES"),
+    ("no groups", {"CWC_LOG_GROUPS": ""}, "CWC_LOG_GROUPS"),
+    ("unknown start position", {"CWC_START_POSITION": "yesterday-ish"}, "CWC_START_POSITION"),
+    ("unknown format", {"CWC_SINK_FORMAT": "xml"}, "CWC_SINK_FORMAT"),
+]
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize(("name", "env", "variable"), CASES, ids=[c[0] for c in CASES])
+def test_bad_configuration_exits_2_naming_the_variable(
+    tmp_path: Path, command: str, name: str, env: dict[str, str], variable: str
+) -> None:
+    db = tmp_path / "state" / "cwc.db"
+    result = run_cli([command], {**BASE, "CWC_DB_PATH": str(db), **env}, tmp_path)
+    assert result.returncode == 2, result.stderr
+    out = result.stderr + result.stdout
+    assert variable in out
+    assert "Traceback" not in out
+    assert not db.exists() and not db.parent.exists(), "nothing may be created on disk"
+    assert list(tmp_path.iterdir()) == [], "nothing may be created in the working directory"
+
+
+def test_every_problem_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
+    env = {
+        **BASE,
+        "CWC_SINK_URL": "",
+        "CWC_POLL_INTERVAL": "soon",
+        "CWC_BATCH_MAX_BYTES": "-1",
+        "CWC_LOG_GROUPS": "",
+        "CWC_START_POSITION": "whenever",
+    }
+    result = run_cli(["run"], env, tmp_path)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    for variable in (
+        "CWC_SINK_URL",
+        "CWC_POLL_INTERVAL",
+        "CWC_BATCH_MAX_BYTES",
+        "CWC_LOG_GROUPS",
+        "CWC_START_POSITION",
+    ):
+        assert sum(variable in ln for ln in lines) >= 1, (variable, lines)
+    assert len(lines) == 5, lines
+
+
+def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    db = blocker / "sub" / "cwc.db"
+    result = run_cli(["run"], {**BASE, "CWC_DB_PATH": str(db)}, tmp_path)
+    assert result.returncode == 2
+    assert "CWC_DB_PATH" in result.stderr and str(blocker) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert blocker.read_text() == "a file where a directory should be"
+
+
+def test_secret_in_url_never_shown_in_errors(tmp_path: Path) -> None:
+    env = {**BASE, "CWC_SINK_URL": "ftp://user:hunter2secret@example.com/", "CWC_DB_PATH": str(tmp_path / "x.db")}
+    result = run_cli(["run"], env, tmp_path)
+    assert result.returncode == 2
+    assert "CWC_SINK_URL" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    result = run_cli(["frobnicate"], BASE, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m_and_console_script_are_the_same_program(tmp_path: Path) -> None:
+    result = run_cli(["--version"], BASE, tmp_path)
+    assert result.returncode == 0 and "cwconsumer" in result.stdout
