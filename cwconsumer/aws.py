@@ -159,9 +159,10 @@ class LogsClient:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
             message = str(err.get("Message", ""))[:300]
-            if code in _THROTTLE_CODES or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode", 0
-            ) >= 500:
+            if (
+                code in _THROTTLE_CODES
+                or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+            ):
                 self._observe(op, "throttled")
                 if rate is not None and rate.on_throttle():
                     log.warning(

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("run", help="the service: runs until SIGTERM/SIGINT")
     demo = sub.add_parser("demo", help="self-contained tour with an in-process CloudWatch stand-in")
-    demo.add_argument("--events", type=int, default=None, help="events per stream (default: varies)")
+    demo.add_argument(
+        "--events", type=int, default=None, help="events per stream (default: varies)"
+    )
     demo.add_argument("--quick", action="store_true", help="a smaller, faster tour")
     st = sub.add_parser("status", help="per group and stream: checkpoint, lag, state")
     st.add_argument("--json", action="store_true", help="stable JSON output")
@@ -154,7 +156,11 @@ def _db_path_only() -> str:
     path = os.path.abspath(os.environ.get("CWC_DB_PATH") or "./cwconsumer.db")
     if not os.path.exists(path):
         problem = validate_db_path(path)
-        raise ConfigError([f"CWC_DB_PATH: {problem or f'{path} does not exist yet (start `cwconsumer run` first)'}"])
+        raise ConfigError(
+            [
+                f"CWC_DB_PATH: {problem or f'{path} does not exist yet (start `cwconsumer run` first)'}"
+            ]
+        )
     return path
 
 
@@ -198,10 +204,17 @@ def cmd_reset(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_ERROR
-            rows = [r for r in await store.load_streams(args.group) if not args.stream or r.key.stream == args.stream]
+            rows = [
+                r
+                for r in await store.load_streams(args.group)
+                if not args.stream or r.key.stream == args.stream
+            ]
             if not rows:
-                print(f"cwconsumer: no checkpoints for group {args.group!r}"
-                      + (f" stream {args.stream!r}" if args.stream else ""), file=sys.stderr)
+                print(
+                    f"cwconsumer: no checkpoints for group {args.group!r}"
+                    + (f" stream {args.stream!r}" if args.stream else ""),
+                    file=sys.stderr,
+                )
                 return EXIT_ERROR
             start = target.resolve(now)
             cp = Checkpoint(None, start, 0, None, -1)
@@ -280,7 +293,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
         host = "127.0.0.1"
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local URL
+        with urllib.request.urlopen(url, timeout=5) as resp:
             print(resp.read().decode(errors="replace"))
             return EXIT_OK if resp.status == 200 else EXIT_ERROR
     except urllib.error.HTTPError as exc:

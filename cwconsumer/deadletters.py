@@ -29,10 +29,17 @@ async def list_dead_letters(path: str, *, limit: int, as_json: bool) -> int:
     if as_json:
         out = [
             {
-                "id": r[0], "group": r[1], "stream": r[2], "event_id": r[3], "timestamp_ms": r[4],
-                "status": r[5], "answer": r[6], "created_ms": r[7], "replayed_ms": r[8],
+                "id": r[0],
+                "group": r[1],
+                "stream": r[2],
+                "event_id": r[3],
+                "timestamp_ms": r[4],
+                "status": r[5],
+                "answer": r[6],
+                "created_ms": r[7],
+                "replayed_ms": r[8],
                 "document": orjson.loads(r[9]),
-            }  # fmt: skip
+            }
             for r in rows
         ]
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
@@ -67,7 +74,8 @@ async def replay_dead_letters(cfg: Config, *, limit: int) -> int:
                 print(f"#{dl_id}: still refused: HTTP {res.status} {res.detail[:200]}")
                 return 1
             await store.unfenced_write(
-                "UPDATE dead_letters SET replayed_ms = ? WHERE id = ?", (int(time.time() * 1000), dl_id)
+                "UPDATE dead_letters SET replayed_ms = ? WHERE id = ?",
+                (int(time.time() * 1000), dl_id),
             )
             sent += 1
     finally:

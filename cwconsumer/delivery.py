@@ -160,7 +160,9 @@ class Lane:
         self._budget.release(len(docs), nbytes)
         self._health.confirmed()
 
-    async def _commit(self, chunks: list[Chunk], docs: list[dict[str, object]], rejected: list[Rejected]) -> None:
+    async def _commit(
+        self, chunks: list[Chunk], docs: list[dict[str, object]], rejected: list[Rejected]
+    ) -> None:
         dead_per: dict[StreamKey, int] = {}
         dead_rows: list[DeadLetter] = []
         if rejected:
@@ -270,7 +272,12 @@ class Lane:
         if changed or attempt in (1, 3) or attempt % 10 == 0:
             log.warning(
                 "sink delivery failed; retrying",
-                extra={"status": res.status, "detail": res.detail[:300], "attempt": attempt, "lane": self.index},
+                extra={
+                    "status": res.status,
+                    "detail": res.detail[:300],
+                    "attempt": attempt,
+                    "lane": self.index,
+                },
             )
 
 

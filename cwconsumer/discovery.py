@@ -53,9 +53,12 @@ class Registry:
             if st is not None:
                 out.append(
                     StreamMeta(
-                        key, st.state.value, st.last_event_seen_ms,
-                        st.last_ingestion_seen_ms, st.last_read_ms,
-                    )  # fmt: skip
+                        key,
+                        st.state.value,
+                        st.last_event_seen_ms,
+                        st.last_ingestion_seen_ms,
+                        st.last_read_ms,
+                    )
                 )
         self.dirty.clear()
         return out
@@ -126,7 +129,11 @@ class Discovery:
                 self._schedule.add(st)
         log.info(
             "checkpoints loaded",
-            extra={"groups": len(self._reg.groups), "streams": len(self._reg.streams), "now_ms": now},
+            extra={
+                "groups": len(self._reg.groups),
+                "streams": len(self._reg.streams),
+                "now_ms": now,
+            },
         )
 
     async def run(self, interval_s: float, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:

@@ -107,16 +107,35 @@ class Chunk:
         prev_ts, prev_ord = self.state_after(k)
         per = self.nbytes // max(1, len(self.docs))
         head = Chunk(
-            self.key, self.docs[:k], self.timestamps[:k], self.page_token,
-            self.page_start_time_ms, self.offset, self.prev_ts, self.prev_ord,
-            self.next_token, False, per * k, 0, self.generation,
-        )  # fmt: skip
-        tail = Chunk(
-            self.key, self.docs[k:], self.timestamps[k:], self.page_token,
-            self.page_start_time_ms, self.offset + k, prev_ts, prev_ord,
-            self.next_token, self.ends_page, self.nbytes - per * k, self.next_skip,
+            self.key,
+            self.docs[:k],
+            self.timestamps[:k],
+            self.page_token,
+            self.page_start_time_ms,
+            self.offset,
+            self.prev_ts,
+            self.prev_ord,
+            self.next_token,
+            False,
+            per * k,
+            0,
             self.generation,
-        )  # fmt: skip
+        )
+        tail = Chunk(
+            self.key,
+            self.docs[k:],
+            self.timestamps[k:],
+            self.page_token,
+            self.page_start_time_ms,
+            self.offset + k,
+            prev_ts,
+            prev_ord,
+            self.next_token,
+            self.ends_page,
+            self.nbytes - per * k,
+            self.next_skip,
+            self.generation,
+        )
         return head, tail
 
 

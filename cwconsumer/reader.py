@@ -120,7 +120,7 @@ class Reader:
         st.empty_pages += 1
         if st.empty_pages <= EMPTY_PAGES_BEFORE_BACKOFF:
             return 0.0
-        return min(self._poll_s, 0.25 * 2 ** (st.empty_pages - EMPTY_PAGES_BEFORE_BACKOFF))
+        return min(self._poll_s, 0.25 * 2.0 ** (st.empty_pages - EMPTY_PAGES_BEFORE_BACKOFF))
 
     def _make_chunk(
         self, st: StreamState, pos: Checkpoint, events: list[dict[str, Any]], next_token: str
@@ -163,7 +163,7 @@ class Reader:
             self._set_state(st, State.IDLE)
             return None
         self._set_state(st, State.TAILING)
-        return min(self._poll_s, 0.5 * 2 ** (st.idle_polls - 1))
+        return min(self._poll_s, 0.5 * 2.0 ** (st.idle_polls - 1))
 
     def _failed(self, st: StreamState, exc: BaseException) -> float | None:
         if isinstance(exc, TokenRejected):
@@ -186,7 +186,9 @@ class Reader:
             return random.uniform(0.5, 2.0)
         if isinstance(exc, AccessDenied):
             st.last_error = str(exc)
-            log.error("access denied reading stream", extra={"stream": str(st.key), "error": str(exc)})
+            log.error(
+                "access denied reading stream", extra={"stream": str(st.key), "error": str(exc)}
+            )
             return 60.0
         if isinstance(exc, AwsError):
             st.last_error = str(exc)

@@ -161,7 +161,9 @@ class Service:
                 raise
             except StoreError as exc:
                 failures += 1
-                log.warning("lease heartbeat failed", extra={"error": str(exc), "failures": failures})
+                log.warning(
+                    "lease heartbeat failed", extra={"error": str(exc), "failures": failures}
+                )
 
     # -- pipeline -------------------------------------------------------------
 
@@ -378,11 +380,16 @@ class Service:
                     "max_bytes": self.budget.max_bytes,
                 },
                 "lanes": [
-                    {"lane": lane.index, "queued_chunks": len(lane.channel), "in_flight": lane.in_flight}
+                    {
+                        "lane": lane.index,
+                        "queued_chunks": len(lane.channel),
+                        "in_flight": lane.in_flight,
+                    }
                     for lane in self.lanes
                 ],
                 "aws_rate_per_s": {
-                    op: round(r.rate, 2) for op, r in (self._logs.rates.items() if self._logs else [])
+                    op: round(r.rate, 2)
+                    for op, r in (self._logs.rates.items() if self._logs else [])
                 },
                 "last_confirmation": self.health.last_confirm_wall,
             },

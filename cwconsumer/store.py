@@ -174,27 +174,17 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: str, journal_mode: str | None = None, *, create: bool = True, migrate: bool = True
+        cls,
+        path: str,
+        journal_mode: str | None = None,
+        *,
+        create: bool = True,
+        migrate: bool = True,
     ) -> Store:
         """Open (creating directories and the file when ``create``), check it is
         ours, apply pending migrations. A foreign or corrupt file is refused,
         never overwritten; a database newer than this code is refused."""
-        path = os.path.abspath(path)
-        exists = os.path.exists(path)
-        if not exists and not create:
-            raise StoreError(f"database {path} does not exist (has `cwconsumer run` been started?)")
-        if not exists:
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create directory for {path}: {exc.strerror}") from exc
-        elif exists and os.path.getsize(path) > 0:
-            with open(path, "rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":
-                    raise StoreError(
-                        f"{path} is not an SQLite database (left untouched; "
-                        "point CWC_DB_PATH at another file)"
-                    )
+        path = _prepare_path(path, create)
         mode = journal_mode or detect_journal_mode(path)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
@@ -370,12 +360,22 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        r.key.group, r.key.stream, r.created_ms, r.checkpoint.token,
-                        r.checkpoint.start_time_ms, r.checkpoint.skip, r.checkpoint.last_ts,
-                        r.checkpoint.last_ord, r.delivered, r.dead_lettered, r.state,
-                        r.last_event_seen_ms, r.last_ingestion_seen_ms, r.last_read_ms,
+                        r.key.group,
+                        r.key.stream,
+                        r.created_ms,
+                        r.checkpoint.token,
+                        r.checkpoint.start_time_ms,
+                        r.checkpoint.skip,
+                        r.checkpoint.last_ts,
+                        r.checkpoint.last_ord,
+                        r.delivered,
+                        r.dead_lettered,
+                        r.state,
+                        r.last_event_seen_ms,
+                        r.last_ingestion_seen_ms,
+                        r.last_read_ms,
                         r.checkpoint_ms,
-                    )  # fmt: skip
+                    )
                     for r in rows
                 ],
             )
@@ -390,9 +390,13 @@ class Store:
                 "WHERE group_name = ? AND stream_name = ?",
                 [
                     (
-                        m.state, m.last_event_seen_ms, m.last_ingestion_seen_ms, m.last_read_ms,
-                        m.key.group, m.key.stream,
-                    )  # fmt: skip
+                        m.state,
+                        m.last_event_seen_ms,
+                        m.last_ingestion_seen_ms,
+                        m.last_read_ms,
+                        m.key.group,
+                        m.key.stream,
+                    )
                     for m in metas
                 ],
             )
@@ -409,9 +413,15 @@ class Store:
                     "document, status, answer, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            d.key.group, d.key.stream, d.event_id, d.timestamp_ms, d.document,
-                            d.status, d.answer, now,
-                        )  # fmt: skip
+                            d.key.group,
+                            d.key.stream,
+                            d.event_id,
+                            d.timestamp_ms,
+                            d.document,
+                            d.status,
+                            d.answer,
+                            now,
+                        )
                         for d in dead
                     ],
                 )
@@ -422,10 +432,17 @@ class Store:
                     "checkpoint_ms = ? WHERE group_name = ? AND stream_name = ?",
                     [
                         (
-                            c.checkpoint.token, c.checkpoint.start_time_ms, c.checkpoint.skip,
-                            c.checkpoint.last_ts, c.checkpoint.last_ord, c.delivered,
-                            c.dead_lettered, now, c.key.group, c.key.stream,
-                        )  # fmt: skip
+                            c.checkpoint.token,
+                            c.checkpoint.start_time_ms,
+                            c.checkpoint.skip,
+                            c.checkpoint.last_ts,
+                            c.checkpoint.last_ord,
+                            c.delivered,
+                            c.dead_lettered,
+                            now,
+                            c.key.group,
+                            c.key.stream,
+                        )
                         for c in commits
                     ],
                 )
@@ -447,6 +464,28 @@ class Store:
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+
+
+def _prepare_path(path: str, create: bool) -> str:
+    """Start-up file checks (synchronous, once): create the directory when
+    allowed; refuse a file that is not SQLite rather than overwrite it."""
+    path = os.path.abspath(path)
+    exists = os.path.exists(path)
+    if not exists and not create:
+        raise StoreError(f"database {path} does not exist (has `cwconsumer run` been started?)")
+    if not exists:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create directory for {path}: {exc.strerror}") from exc
+    elif os.path.getsize(path) > 0:
+        with open(path, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise StoreError(
+                    f"{path} is not an SQLite database (left untouched; "
+                    "point CWC_DB_PATH at another file)"
+                )
+    return path
 
 
 class _Fenced:

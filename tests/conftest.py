@@ -46,7 +46,9 @@ class Moto:
     def stream(self, group: str, stream: str) -> None:
         self.client.create_log_stream(logGroupName=group, logStreamName=stream)
 
-    def put(self, group: str, stream: str, messages: list[str], *, ts_ms: int | None = None) -> None:
+    def put(
+        self, group: str, stream: str, messages: list[str], *, ts_ms: int | None = None
+    ) -> None:
         """Put messages in order; all share one timestamp unless spread."""
         base = ts_ms if ts_ms is not None else int(time.time() * 1000) - 60_000
         for i in range(0, len(messages), 5000):
@@ -54,7 +56,9 @@ class Moto:
             self.client.put_log_events(
                 logGroupName=group,
                 logStreamName=stream,
-                logEvents=[{"timestamp": base + (i + j) // 7, "message": m} for j, m in enumerate(part)],
+                logEvents=[
+                    {"timestamp": base + (i + j) // 7, "message": m} for j, m in enumerate(part)
+                ],
             )
 
     def env(self) -> dict[str, str]:
@@ -173,7 +177,9 @@ def make_product(tmp_path: Path) -> Iterator[Callable[..., Product]]:
         p.stop_quietly()
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -94,7 +94,11 @@ def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
 
 
 def test_secret_in_url_never_shown_in_errors(tmp_path: Path) -> None:
-    env = {**BASE, "CWC_SINK_URL": "ftp://user:hunter2secret@example.com/", "CWC_DB_PATH": str(tmp_path / "x.db")}
+    env = {
+        **BASE,
+        "CWC_SINK_URL": "ftp://user:hunter2secret@example.com/",
+        "CWC_DB_PATH": str(tmp_path / "x.db"),
+    }
     result = run_cli(["run"], env, tmp_path)
     assert result.returncode == 2
     assert "CWC_SINK_URL" in result.stderr

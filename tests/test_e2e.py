@@ -69,7 +69,9 @@ def test_every_event_of_three_groups_arrives_in_order_and_new_things_flow(
     fresh = msgs("/aws/lambda/new-fn", "x", 0, 80)
     moto.put("/aws/lambda/new-fn", "x", fresh)
     expected |= set(more) | set(late) | set(fresh)
-    wait_until(lambda: unique_messages(sink.docs()) >= expected, 60, "appended, late stream, new group")
+    wait_until(
+        lambda: unique_messages(sink.docs()) >= expected, 60, "appended, late stream, new group"
+    )
 
     assert product.terminate() == 0
     docs = sink.docs()
@@ -101,7 +103,9 @@ def test_sigterm_exits_zero_and_restart_redelivers_nothing(
     time.sleep(1.5)  # would expose a re-read of already confirmed events
     assert product.terminate() == 0
     docs = sink.docs()
-    assert len(docs) == 6000, f"re-delivered {len(docs) - 6000} events after a clean stop ({before} before)"
+    assert len(docs) == 6000, (
+        f"re-delivered {len(docs) - 6000} events after a clean stop ({before} before)"
+    )
     assert_stream_order(docs)
     assert '"stop requested' in product.logs()
 
@@ -129,7 +133,9 @@ def test_sigkill_mid_run_loses_nothing_and_redeliveries_keep_their_id(
     assert unique_messages(docs) == expected
     ids: dict[str, str] = {}
     for d in docs:
-        assert ids.setdefault(d["message"], d["event"]["id"]) == d["event"]["id"], "same event, new id"
+        assert ids.setdefault(d["message"], d["event"]["id"]) == d["event"]["id"], (
+            "same event, new id"
+        )
     assert len(set(ids.values())) == len(expected), "two events share an id"
     assert_stream_order(docs)
 
