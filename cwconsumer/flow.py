@@ -12,6 +12,7 @@ in the same instant the deadline fires).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -20,39 +21,64 @@ T = TypeVar("T")
 
 
 class Budget:
-    """Events and bytes in the pipeline (read, not yet confirmed)."""
+    """Events and bytes in the pipeline: read and not yet confirmed (``events``,
+    ``bytes``) plus reservations of fetches in progress (``reserved``).
 
-    def __init__(self, max_events: int, max_bytes: int) -> None:
+    ``on_pending(events)`` is called whenever ``events`` goes from zero to
+    more or back to zero, so health can tell "pending since" exactly.
+    """
+
+    def __init__(
+        self,
+        max_events: int,
+        max_bytes: int,
+        on_pending: Callable[[int], None] | None = None,
+    ) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.events = 0
         self.bytes = 0
+        self.reserved = 0
+        self._on_pending = on_pending or (lambda n: None)
         self._changed = anyio.Event()
 
     @property
+    def free_events(self) -> int:
+        return self.max_events - self.events - self.reserved
+
+    @property
     def full(self) -> bool:
-        return self.events >= self.max_events or self.bytes >= self.max_bytes
+        return self.free_events <= 0 or self.bytes >= self.max_bytes
 
     async def reserve(self, wanted: int) -> int:
-        """Wait until there is room, then reserve up to ``wanted`` events
-        (at least 1). Returns how many were reserved."""
-        while self.full:
+        """Wait until there is room for a useful page (a quarter of the budget
+        or ``wanted``, whichever is less: tiny pages would waste the scarce
+        API calls), then reserve up to ``wanted`` events. Returns how many."""
+        floor = max(1, min(wanted, self.max_events // 4))
+        while self.free_events < floor or self.bytes >= self.max_bytes:
             event = self._changed
             await event.wait()
-        n = max(1, min(wanted, self.max_events - self.events))
-        self.events += n
+        n = min(wanted, self.free_events)
+        self.reserved += n
         return n
 
     def settle(self, reserved: int, events: int, nbytes: int) -> None:
-        """After a fetch: keep ``events``/``nbytes`` of a reservation of ``reserved``."""
-        self.events += events - reserved
+        """After a fetch: ``events``/``nbytes`` of a reservation of ``reserved``
+        stay in the pipeline; the rest is given back."""
+        before = self.events
+        self.reserved -= reserved
+        self.events += events
         self.bytes += nbytes
+        if before == 0 and events > 0:
+            self._on_pending(self.events)
         if events < reserved:
             self._notify()
 
     def release(self, events: int, nbytes: int) -> None:
         self.events -= events
         self.bytes -= nbytes
+        if events and self.events == 0:
+            self._on_pending(0)
         self._notify()
 
     def _notify(self) -> None:

@@ -20,6 +20,7 @@ confirmation (shielded), so whatever was confirmed is never re-delivered.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -58,7 +59,9 @@ class Service:
         self.health = Health(cfg.stall_timeout_s)
         self.registry = Registry()
         self.schedule = Schedule()
-        self.budget = Budget(cfg.buffer_max_events, cfg.buffer_max_bytes)
+        self.budget = Budget(
+            cfg.buffer_max_events, cfg.buffer_max_bytes, on_pending=self.health.pending
+        )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sink = sink
         self._stop = anyio.Event()
@@ -77,6 +80,14 @@ class Service:
             "starting",
             extra={"db": store.path, "journal_mode": store.journal_mode, "config": cfg.redacted()},
         )
+        for warning in cfg.warnings:
+            log.warning(warning)
+        # Documents are acyclic and freed by reference counting; the cyclic
+        # collector only costs time on the hot path (measured by the shaping
+        # benchmark), so it runs rarely, and start-up objects are frozen out of it.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         try:
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root.cancel_scope)
