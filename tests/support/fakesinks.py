@@ -13,7 +13,8 @@ Common API (every fake)::
     fake.docs()                           # list[dict]: documents accepted, in arrival order
     fake.wait_for_docs(n, timeout_s=10)   # block until n documents (raises TimeoutError)
     fake.set_fault(status=503, times=2, retry_after="1")  # next 2 requests answer 503
-    fake.set_fault(hang_s=5)              # next request: no answer for 5 s (then normal)
+    fake.set_fault(hang_s=5)              # next request: no answer for 5 s, then normal
+                                          # handling if the client still waits (else dropped)
     fake.set_fault(reset=True)            # next request: TCP reset, no answer
     fake.clear_faults(); fake.clear()     # drop pending faults / recorded data
     fake.stop()                           # idempotent; hanging requests are released
@@ -302,6 +303,9 @@ class FakeServer:
                     return web.Response(status=503, text="fake sink stopping")
                 except TimeoutError:
                     pass
+                if request.transport is None or request.transport.is_closing():
+                    # The client gave up: like a server that never answered, store nothing.
+                    return web.Response(status=504, text="client went away")
             if fault.reset:
                 return self._reset(request)
             if fault.status is not None:
