@@ -50,17 +50,35 @@ class Budget:
     def full(self) -> bool:
         return self.free_events <= 0 or self.bytes >= self.max_bytes
 
-    async def reserve(self, wanted: int) -> int:
-        """Wait until there is room for a useful page (a quarter of the budget
-        or ``wanted``, whichever is less: tiny pages would waste the scarce
-        API calls), then reserve up to ``wanted`` events. Returns how many."""
-        floor = max(1, min(wanted, self.max_events // 4))
-        while self.free_events < floor or self.bytes >= self.max_bytes:
+    def _floor(self, wanted: int) -> int:
+        # A useful page: a quarter of the budget or ``wanted``, whichever is
+        # less; tiny pages would waste the scarce API calls.
+        return max(1, min(wanted, self.max_events // 4))
+
+    def has_room(self, wanted: int) -> bool:
+        return self.free_events >= self._floor(wanted) and self.bytes < self.max_bytes
+
+    async def wait_room(self, wanted: int) -> None:
+        """Wait until :meth:`try_reserve` would succeed (without reserving)."""
+        while not self.has_room(wanted):
             event = self._changed
             await event.wait()
+
+    def try_reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` events now, or return 0 if there is no room."""
+        if not self.has_room(wanted):
+            return 0
         n = min(wanted, self.free_events)
         self.reserved += n
         return n
+
+    async def reserve(self, wanted: int) -> int:
+        """Wait for room, then reserve up to ``wanted`` events. Returns how many."""
+        while True:
+            await self.wait_room(wanted)
+            n = self.try_reserve(wanted)
+            if n:
+                return n
 
     def settle(self, reserved: int, events: int, nbytes: int) -> None:
         """After a fetch: ``events``/``nbytes`` of a reservation of ``reserved``

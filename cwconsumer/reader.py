@@ -61,21 +61,30 @@ class Reader:
         self._on_state = on_state
 
     async def worker(self) -> None:
-        """Runs until cancelled."""
+        """Runs until cancelled. Memory first, then a stream: a worker never
+        holds a stream while it waits for budget, so the schedule's order
+        (earliest due first, backlogs taking turns) decides who reads next."""
         while True:
+            await self._budget.wait_room(PAGE_MAX_EVENTS)
             st = await self._schedule.take()
+            reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
+            if not reserved:  # another worker took the room meanwhile
+                self._schedule.put_back(st)
+                continue
             delay: float | None = 0.0
             try:
-                delay = await self.poll(st)
+                delay = await self.poll(st, reserved)
             finally:
                 st.busy = False
                 if delay is not None:
                     self._schedule.add(st, delay)
 
-    async def poll(self, st: StreamState) -> float | None:
-        """Read one page of ``st``; returns when to poll it again (None: not)."""
+    async def poll(self, st: StreamState, reserved: int | None = None) -> float | None:
+        """Read one page of ``st`` within ``reserved`` events of budget (reserved
+        here when not given); returns when to poll it again (None: not)."""
         pos = st.read_pos
-        reserved = await self._budget.reserve(PAGE_MAX_EVENTS)
+        if reserved is None:
+            reserved = await self._budget.reserve(PAGE_MAX_EVENTS)
         try:
             page = await self._logs.get_log_events(
                 st.key.group,
