@@ -1,0 +1,101 @@
+"""Each wire format end to end: moto → the product (a real process) → a
+local server that answers like Elasticsearch, Splunk HEC or Loki."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tests.conftest import Moto, wait_until
+from tests.support.fakesinks import ElasticsearchFake, LokiFake, SplunkHecFake
+
+INDEX = "logs-aws.cloudwatch-default"
+
+
+def fill(moto: Moto, group: str, streams: int, per_stream: int) -> set[str]:
+    moto.group(group)
+    expected: set[str] = set()
+    for s in range(streams):
+        name = f"s{s}"
+        moto.stream(group, name)
+        messages = [f"{group}|{name}|{i:06d}" for i in range(per_stream)]
+        moto.put(group, name, messages)
+        expected |= set(messages)
+    return expected
+
+
+def test_elasticsearch_crash_redeliveries_overwrite_by_id(moto: Moto, make_product: Any) -> None:
+    expected = fill(moto, "/aws/lambda/orders", 3, 2000)
+    with ElasticsearchFake() as es:
+        product = make_product(
+            moto,
+            es.url,
+            CWC_LOG_GROUPS="/aws/lambda/orders",
+            CWC_SINK_FORMAT="elasticsearch",
+            CWC_BATCH_MAX_EVENTS="300",
+        )
+        product.start()
+        wait_until(lambda: len(es.index_docs(INDEX)) >= 1500, 60, "first deliveries")
+        product.kill()
+        product.start()
+        wait_until(lambda: len(es.index_docs(INDEX)) >= len(expected), 60, "all documents")
+        assert product.terminate() == 0
+        stored = es.index_docs(INDEX)
+        assert len(stored) == len(expected), "every event once in the index"
+        assert {d["message"] for d in stored.values()} == expected
+        for _id, doc in stored.items():
+            assert doc["event"]["id"] == _id, "the bulk _id is event.id"
+        # Every bulk action is a `create`, so a re-delivery can never overwrite
+        # or duplicate: Elasticsearch answers 409 and the product counts it as delivered.
+        actions = [
+            orjson.loads(line)
+            for r in es.requests()
+            if r.path.endswith("/_bulk")
+            for line in r.body.splitlines()[::2]
+        ]
+        assert actions and all(set(a) == {"create"} for a in actions)
+
+
+def test_splunk_hec_checkpoints_only_after_indexer_acknowledgement(
+    moto: Moto, make_product: Any
+) -> None:
+    expected = fill(moto, "/ecs/checkout", 2, 500)
+    token = "11111111-2222-3333-4444-555555555555"
+    with SplunkHecFake(token=token, ack=True, ack_delay_s=0.5) as hec:
+        product = make_product(
+            moto,
+            hec.url,
+            CWC_LOG_GROUPS="/ecs/checkout",
+            CWC_SINK_FORMAT="splunk-hec",
+            CWC_SINK_TOKEN=token,
+            CWC_SPLUNK_ACK="true",
+        ).start()
+        wait_until(lambda: len(hec.docs()) >= len(expected), 60, "acknowledged events")
+        assert product.terminate() == 0
+        events = hec.events()
+        assert {e["event"]["message"] for e in events} == expected
+        assert all(e["source"] == "/ecs/checkout" for e in events)
+        assert all(e["sourcetype"] == "aws:cloudwatchlogs" for e in events)
+        assert hec.acked, "the product polled the ack endpoint"
+        assert token not in product.logs()
+
+
+def test_loki_labels_stay_small_and_every_line_arrives(moto: Moto, make_product: Any) -> None:
+    expected = fill(moto, "/app/api", 3, 400)
+    with LokiFake() as loki:
+        product = make_product(
+            moto,
+            loki.url,
+            CWC_LOG_GROUPS="/app/api",
+            CWC_SINK_FORMAT="loki",
+            CWC_LOKI_LABELS="env=test",
+        ).start()
+        wait_until(lambda: len(loki.stored()) >= len(expected), 60, "every entry")
+        assert product.terminate() == 0
+        stored = loki.stored()
+        assert {orjson.loads(line)["message"] for _, _, line, _ in stored} == expected
+        assert {tuple(sorted(labels.items())) for labels, _, _, _ in stored} == {
+            (("env", "test"), ("log_group", "/app/api"))
+        }, "stream names must not become labels"
+        assert {meta["log_stream"] for _, _, _, meta in stored} == {"s0", "s1", "s2"}
