@@ -38,6 +38,7 @@ log = logging.getLogger("cwconsumer.delivery")
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
+AUTH_BACKOFF_MIN_S = 2.0
 AUTH_BACKOFF_CAP_S = 60.0
 LANE_CHANNEL_CHUNKS = 64
 
@@ -48,6 +49,13 @@ def backoff_s(attempt: int, cap: float = BACKOFF_CAP_S, retry_after: float | Non
     if retry_after is not None:
         delay = max(delay, min(retry_after, 300.0))
     return delay
+
+
+def auth_backoff_s(attempt: int) -> float:
+    """Credentials refused (401/403): slow retries with a floor (2, 4, 8 ... 60 s,
+    minus up to 25 % jitter), so a wrong token never hammers the sink."""
+    base = min(AUTH_BACKOFF_CAP_S, AUTH_BACKOFF_MIN_S * 2 ** max(0, attempt - 1))
+    return random.uniform(0.75 * base, base)
 
 
 @dataclass(slots=True)
@@ -235,7 +243,7 @@ class Lane:
                     "(check CWC_SINK_TOKEN / the URL's user:password)",
                     extra={"status": res.status, "attempt": attempt, "lane": self.index},
                 )
-                await anyio.sleep(backoff_s(attempt + 3, cap=AUTH_BACKOFF_CAP_S))
+                await anyio.sleep(auth_backoff_s(attempt))
             else:  # TOO_LARGE or POISON: split / bisect down to the events refused
                 work.popleft()
                 if len(idx) == 1:

@@ -249,13 +249,23 @@ class Discovery:
         last_event = s.get("lastEventTimestamp")
         last_ingest = s.get("lastIngestionTime")
         st = self._reg.streams.get(key)
-        if st is not None and st.state is State.DELETED:
-            if created is not None and st.created_ms is not None and created > st.created_ms:
+        if st is not None and created is not None and st.created_ms is not None:
+            if created > st.created_ms:
+                # Created again, possibly between two looks (never seen gone): the
+                # old token and checkpoint mean nothing in the new incarnation.
+                if st.state is not State.DELETED:
+                    log.info(
+                        "stream created again; reading it from its first event",
+                        extra={"stream": str(key)},
+                    )
+                self._schedule.cancel(st)
+                st.state = State.DELETED  # terminal: a worker holding it drops it
                 gen = st.generation + 1
                 del self._reg.streams[key]
                 st = None
                 new_rows.append(self._new_stream(key, None, created, last_event, last_ingest, gen))
                 return False
+        if st is not None and st.state is State.DELETED:
             return True
         if st is None:
             existed_at_first_sight = created is None or created <= group.first_seen_ms

@@ -206,7 +206,9 @@ class Reader:
         raise exc
 
     def _set_state(self, st: StreamState, state: State) -> None:
-        if st.state is not state:
+        # DELETED is terminal for a StreamState: discovery may mark it while a
+        # worker reads it, and a re-created stream gets a new StreamState.
+        if st.state is not state and st.state is not State.DELETED:
             st.state = state
             self._on_state(st)
 

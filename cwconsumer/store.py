@@ -48,16 +48,18 @@ def load_migrations(folder: Path | None = None) -> list[tuple[int, str, str]]:
     return found
 
 
-def detect_journal_mode(db_path: str) -> str:
+def detect_journal_mode(db_path: str, mounts: str | None = None) -> str:
     """``delete`` on network file systems (EFS/NFS: WAL needs shared memory that
-    they do not provide), ``wal`` elsewhere. Reads /proc/mounts when it exists."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return "wal"
+    they do not provide), ``wal`` elsewhere. ``mounts`` is the text of
+    /proc/mounts (read from there when None; ``wal`` when it cannot be read)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return "wal"
     target = os.path.realpath(os.path.dirname(os.path.abspath(db_path)))
     best, fstype = "", ""
-    for line in mounts:
+    for line in mounts.splitlines():
         parts = line.split()
         if len(parts) < 3:
             continue
@@ -185,7 +187,10 @@ class Store:
         ours, apply pending migrations. A foreign or corrupt file is refused,
         never overwritten; a database newer than this code is refused."""
         path = _prepare_path(path, create)
-        mode = journal_mode or detect_journal_mode(path)
+        # Commands that only look or patch (status, dead-letters, reset: migrate
+        # False) keep the file's journal mode unless told one: switching it under
+        # a running `run`, or to WAL on EFS, would do harm.
+        mode = journal_mode or (detect_journal_mode(path) if migrate else "")
         try:
             conn = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
         except sqlite3.Error as exc:
@@ -199,13 +204,10 @@ class Store:
         return store
 
     async def _setup(self, migrate: bool) -> None:
+        # Only reads until the file is known to be ours and not too new: even
+        # `PRAGMA journal_mode = WAL` rewrites the header of a foreign file.
         try:
             await self._db.execute("PRAGMA busy_timeout = 30000")
-            await self._db.execute(f"PRAGMA journal_mode = {self.journal_mode.upper()}")
-            # NORMAL is durable against a crashed process (SIGKILL) in WAL mode;
-            # FULL is kept for the rollback journal where NORMAL is not.
-            sync = "NORMAL" if self.journal_mode == "wal" else "FULL"
-            await self._db.execute(f"PRAGMA synchronous = {sync}")
             tables = {
                 r[0]
                 for r in await self._db.execute_fetchall(
@@ -234,6 +236,18 @@ class Store:
             )
         if current < latest and not migrate:
             raise StoreError(f"{self.path} needs migrations; start `cwconsumer run` once")
+        try:
+            if self.journal_mode:
+                await self._db.execute(f"PRAGMA journal_mode = {self.journal_mode.upper()}")
+            # What the file really uses (a switch can be refused while others read it).
+            rows = await self._db.execute_fetchall("PRAGMA journal_mode")
+            self.journal_mode = str(next(iter(rows))[0]).lower()
+            # NORMAL is durable against a crashed process (SIGKILL) in WAL mode;
+            # FULL is kept for the rollback journal where NORMAL is not.
+            sync = "NORMAL" if self.journal_mode == "wal" else "FULL"
+            await self._db.execute(f"PRAGMA synchronous = {sync}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot set the journal mode of {self.path}: {exc}") from exc
         for version, name, sql in known:
             if version <= current:
                 continue
@@ -450,7 +464,10 @@ class Store:
     # -- commands that do not hold the lease --------------------------------
 
     async def unfenced_write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """For ``reset`` / ``dead-letters``: refused while a ``run`` holds the lease."""
+        """For ``reset`` / ``dead-letters``: one IMMEDIATE transaction, not fenced.
+        The lease is the caller's business: ``reset`` puts its check in the
+        statement itself; marking dead letters replayed touches nothing a
+        ``run`` writes. Returns the number of rows changed."""
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:

@@ -186,3 +186,42 @@ def wait_until(
             return
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+# -- the CloudWatch Logs stand-in, for the reliability tests ---------------------------
+
+
+@pytest.fixture
+def start_fakecwl() -> Iterator[Callable[..., Any]]:
+    """``start_fakecwl(seed=0)``: a started FakeCloudWatchLogs, stopped after the test."""
+    from tests.support.fakecwl import FakeCloudWatchLogs
+
+    started: list[FakeCloudWatchLogs] = []
+
+    def start(seed: int = 0) -> FakeCloudWatchLogs:
+        fake = FakeCloudWatchLogs(seed=seed).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def make_fake_product(tmp_path: Path) -> Iterator[Callable[..., Product]]:
+    """``make_fake_product(fake, sink_url, **env)``: like ``make_product``, against
+    the stand-in. Products made in one test share one database."""
+    from tests.support.harness import fake_env
+
+    made: list[Product] = []
+
+    def make(fake: Any, sink_url: str, **overrides: str) -> Product:
+        env = fake_env(fake, sink_url, tmp_path / "state" / "cwc.db", **overrides)
+        p = Product(env, tmp_path / f"fake-product-{len(made)}.log")
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop_quietly()
