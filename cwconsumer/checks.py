@@ -1,96 +1,219 @@
-"""``cwconsumer check``: each check on its own line with ✓/✗ and the reason."""
+"""``cwconsumer check``: each check on its own line with ✓/✗ and the reason.
+
+Checks, in order: configuration; the database (writable, schema known, who
+holds it); AWS credentials (found, and from where); per configured prefix
+DescribeLogGroups; per configured group DescribeLogStreams and GetLogEvents
+(on its most recent stream), the calls ``run`` makes; the sink (reachable
+and answering). Nothing is created or changed. Exit status 0 only when
+every check passes; bad configuration is reported by the caller (status 2).
+"""
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
-from cwconsumer.aws import LogsClient
+from cwconsumer.aws import LogsClient, make_session
 from cwconsumer.config import Config
 from cwconsumer.errors import CwcError, NotFound
+from cwconsumer.logs import REDACTOR
 from cwconsumer.sinks.factory import build_sink
-from cwconsumer.store import Store
+from cwconsumer.store import load_migrations
+
+CHECK_DB_LOCK_TIMEOUT_S = 5.0
+PREFIX_GROUPS_CHECKED = 5
+CHECK_TIMEOUT_S = 15.0
 
 
-def _line(ok: bool, what: str, why: str) -> bool:
-    print(f"{'✓' if ok else '✗'} {what}: {why}")
-    return ok
+@dataclass(slots=True)
+class Result:
+    ok: bool
+    what: str
+    why: str
+
+    def line(self) -> str:
+        return REDACTOR.scrub(f"{'✓' if self.ok else '✗'} {self.what}: {self.why}")
 
 
-async def run_checks(cfg: Config) -> int:
-    results = [_line(True, "configuration", f"{len(cfg.log_groups)} group(s), {len(cfg.log_group_prefixes)} prefix(es), sink {cfg.sink_format}")]
-    results.append(await _check_db(cfg))
-    results.extend(await _check_aws(cfg))
-    results.append(await _check_sink(cfg))
-    failed = results.count(False)
-    print(f"{len(results) - failed} passed, {failed} failed")
+async def run_checks(cfg: Config, emit: Callable[[str], None] = print) -> int:
+    """Run every check, ``emit`` one line each and a summary; 0 if all pass, else 1."""
+    results: list[Result] = []
+
+    def report(result: Result) -> None:
+        results.append(result)
+        emit(result.line())
+
+    report(
+        Result(
+            True,
+            "configuration",
+            f"{len(cfg.log_groups)} group(s), {len(cfg.log_group_prefixes)} prefix(es), "
+            f"sink {cfg.sink_format}",
+        )
+    )
+    for warning in cfg.warnings:
+        emit(REDACTOR.scrub(f"! {warning}"))
+    ttl_ms = int(cfg.lease_ttl_s * 1000)
+    report(await anyio.to_thread.run_sync(check_database, cfg.db_path, ttl_ms))
+    for result in await _check_aws(cfg):
+        report(result)
+    report(await _check_sink(cfg))
+    failed = sum(1 for r in results if not r.ok)
+    emit(f"{len(results) - failed} passed, {failed} failed")
     return 0 if not failed else 1
 
 
-async def _check_db(cfg: Config) -> bool:
-    path = cfg.db_path
+def check_database(path: str, ttl_ms: int = 10_000) -> Result:
+    """Writable, ours, schema known to this version; changes nothing
+    (a write transaction is opened and rolled back)."""
+    what = "database"
     if not os.path.exists(path):
-        return _line(True, "database", f"{path} will be created at the first run (directory writable)")
+        return Result(True, what, f"{path} will be created at the first run (directory writable)")
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if header and header != b"SQLite format 3\x00":
+        return Result(False, what, f"{path} is not an SQLite database")
+    latest = len(load_migrations())
     try:
-        store = await Store.open(path, cfg.db_journal_mode, create=False, migrate=False)
-    except CwcError as exc:
-        return _line(False, "database", str(exc))
+        conn = sqlite3.connect(
+            Path(path).absolute().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=CHECK_DB_LOCK_TIMEOUT_S,
+            isolation_level=None,
+        )
+    except sqlite3.Error as exc:
+        return Result(False, what, f"cannot open {path} for writing: {exc}")
     try:
-        version = (await store.fetch("SELECT MAX(version) FROM schema_version"))[0][0]
-        if not os.access(path, os.W_OK):
-            return _line(False, "database", f"{path} is not writable")
-        info = await store.lease_info()
-        holder = f"; held by {info.host} pid {info.pid}" if info.owner else ""
-        return _line(True, "database", f"{path} schema {version}, journal {store.journal_mode}{holder}")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "schema_version" not in tables:
+            return Result(False, what, f"{path} belongs to another program (no schema_version)")
+        version = 0
+        if "schema_version" in tables:
+            version = int(
+                conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+            )
+        if version > latest:
+            return Result(
+                False,
+                what,
+                f"{path} has schema {version}, newer than this cwconsumer ({latest}); upgrade",
+            )
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            return Result(False, what, f"{path} is not writable: {exc}")
+        holder = "; no run holds it"
+        if "lease" in tables:
+            row = conn.execute(
+                "SELECT owner, host, pid, heartbeat_ms FROM lease WHERE id = 1"
+            ).fetchone()
+            if row is not None and row[0] and time.time() * 1000 - row[3] < ttl_ms:
+                holder = f"; a run holds it now ({row[1]} pid {row[2]})"
+    except sqlite3.DatabaseError as exc:
+        return Result(False, what, f"{path} is not usable: {exc}")
     finally:
-        await store.aclose()
+        conn.close()
+    schema = f"schema {version} of {latest}"
+    if version < latest:
+        schema += f" ({latest - version} migration(s) pending; `run` applies them at start)"
+    return Result(True, what, f"{path} writable, {schema}, journal {mode}{holder}")
 
 
-async def _check_aws(cfg: Config) -> list[bool]:
-    out: list[bool] = []
+async def _credentials() -> Result:
+    what = "AWS credentials"
     try:
-        async with LogsClient(cfg.region, get_rate=5, describe_rate=5, timeout_s=min(cfg.aws_timeout_s, 15)) as logs:
+        creds = await make_session().get_credentials()
+    except Exception as exc:  # botocore raises many kinds while resolving
+        return Result(False, what, f"cannot be resolved: {type(exc).__name__}: {exc}")
+    if creds is None:
+        return Result(
+            False,
+            what,
+            "none found (environment, shared credentials/config files, web identity, "
+            "container or instance role)",
+        )
+    frozen = await creds.get_frozen_credentials()
+    key = frozen.access_key or ""
+    shown = f"{key[:4]}…{key[-4:]}" if len(key) > 8 else "…"
+    return Result(True, what, f"found ({creds.method}, access key {shown})")
+
+
+async def _check_aws(cfg: Config) -> list[Result]:
+    out = [await _credentials()]
+    if not out[0].ok:
+        return out
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS") or os.environ.get(
+        "AWS_ENDPOINT_URL"
+    )
+    where = f"region {cfg.region}" + (f", endpoint {endpoint}" if endpoint else "")
+    timeout = min(cfg.aws_timeout_s, CHECK_TIMEOUT_S)
+    try:
+        async with LogsClient(cfg.region, get_rate=5, describe_rate=5, timeout_s=timeout) as logs:
             groups = list(cfg.log_groups)
             for prefix in cfg.log_group_prefixes:
-                try:
-                    found, _ = await logs.describe_log_groups(prefix, None)
-                except CwcError as exc:
-                    out.append(_line(False, f"DescribeLogGroups {prefix}*", str(exc)))
-                    continue
-                names = [g["logGroupName"] for g in found]
-                out.append(_line(True, f"DescribeLogGroups {prefix}*", f"{len(names)} group(s) match now"))
-                groups.extend(n for n in names[:5] if n not in groups)
+                result, names = await _check_prefix(logs, prefix, where)
+                out.append(result)
+                groups.extend(n for n in names[:PREFIX_GROUPS_CHECKED] if n not in groups)
             for group in groups:
                 out.append(await _check_group(logs, group))
     except CwcError as exc:
-        out.append(_line(False, "AWS credentials", str(exc)))
+        out.append(Result(False, "CloudWatch Logs", f"{where}: {exc}"))
     return out
 
 
-async def _check_group(logs: LogsClient, group: str) -> bool:
+async def _check_prefix(logs: LogsClient, prefix: str, where: str) -> tuple[Result, list[str]]:
+    what = f"prefix {prefix}"
+    try:
+        found, more = await logs.describe_log_groups(prefix, None)
+    except CwcError as exc:
+        return Result(False, what, f"DescribeLogGroups refused ({where}): {exc}"), []
+    names = [g["logGroupName"] for g in found if "logGroupName" in g]
+    count = f"{len(names)}{'+' if more else ''} group(s) match now"
+    if len(names) > PREFIX_GROUPS_CHECKED:
+        count += f"; the first {PREFIX_GROUPS_CHECKED} are checked below"
+    return Result(True, what, f"DescribeLogGroups permitted; {count}"), names
+
+
+async def _check_group(logs: LogsClient, group: str) -> Result:
+    what = f"group {group}"
     try:
         streams, _ = await logs.describe_log_streams(group, None, limit=1)
     except NotFound:
-        return _line(False, f"group {group}", "does not exist (yet); it will be picked up when created")
+        return Result(False, what, "does not exist (ResourceNotFoundException)")
     except CwcError as exc:
-        return _line(False, f"group {group}", f"DescribeLogStreams refused: {exc}")
+        return Result(False, what, f"DescribeLogStreams refused: {exc}")
     if not streams:
-        return _line(True, f"group {group}", "DescribeLogStreams permitted; no streams yet")
+        return Result(True, what, "DescribeLogStreams permitted; no streams yet")
+    name = streams[0]["logStreamName"]
     try:
-        await logs.get_log_events(group, streams[0]["logStreamName"], None, None, limit=1)
+        await logs.get_log_events(group, name, None, None, limit=1)
+    except NotFound:
+        pass  # the stream went away between the two calls: the call itself was permitted
     except CwcError as exc:
-        return _line(False, f"group {group}", f"GetLogEvents refused: {exc}")
-    return _line(True, f"group {group}", "DescribeLogStreams and GetLogEvents permitted")
+        return Result(False, what, f"GetLogEvents refused on stream {name}: {exc}")
+    return Result(True, what, "DescribeLogStreams and GetLogEvents permitted")
 
 
-async def _check_sink(cfg: Config) -> bool:
-    sink = build_sink(cfg)
+async def _check_sink(cfg: Config) -> Result:
+    what = "sink"
+    try:
+        sink = build_sink(cfg)
+    except CwcError as exc:
+        return Result(False, what, str(exc))
     try:
         with anyio.fail_after(cfg.sink_timeout_s + 5):
             ok, why = await sink.probe()
     except TimeoutError:
         ok, why = False, f"no answer within {cfg.sink_timeout_s:g}s"
     finally:
-        await sink.aclose()
-    return _line(ok, f"sink {cfg.sink_url}", why)
+        with anyio.move_on_after(5, shield=True):
+            await sink.aclose()
+    return Result(ok, what, why)

@@ -8,6 +8,7 @@ one line at the end of the log.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--replay", action="store_true", help="send them again")
     d.add_argument("--limit", type=int, default=100)
     d.add_argument("--json", action="store_true")
-    sub.add_parser("healthcheck", help="exit 0 if /healthz of the local run answers 200")
+    hc = sub.add_parser("healthcheck", help="exit 0 if /healthz of the local run answers 200")
+    hc.add_argument("--standby-ok", action="store_true", help="a standby counts as healthy")
     return p
 
 
@@ -86,13 +88,8 @@ def _config() -> Config:
     return load_config(os.environ)
 
 
-def _secrets(cfg: Config) -> list[str | None]:
-    return [
-        cfg.sink_password.get() if cfg.sink_password else None,
-        cfg.sink_token.get() if cfg.sink_token else None,
-        os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        os.environ.get("AWS_SESSION_TOKEN"),
-    ]
+def _secrets(cfg: Config) -> list[str]:
+    return logsetup.secrets_of(cfg)
 
 
 def _run_async(fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -117,7 +114,8 @@ def _run_async(fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def _root_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        # Outside the event loop: anyio.get_cancelled_exc_class() would raise here.
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
         if not inner:
             break
         exc = inner[0]
@@ -165,13 +163,18 @@ def _db_path_only() -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cwconsumer.statusview import render_status
+    from cwconsumer.statusview import lease_ttl_ms, render_status
 
     path = _db_path_only()
+    try:
+        ttl_ms = lease_ttl_ms()
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
     logsetup.setup("WARNING", "text")
 
     async def go() -> int:
-        print(await render_status(path, as_json=args.json, streams=args.streams))
+        text = await render_status(path, as_json=args.json, streams=args.streams, ttl_ms=ttl_ms)
+        print(logsetup.REDACTOR.scrub(text))
         return EXIT_OK
 
     return _run_async(go)
@@ -181,62 +184,40 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    from cwconsumer.model import Checkpoint
-    from cwconsumer.store import Store
+    """Exit 0 done (or previewed with --dry-run), 1 refused while a run holds
+    the database, 2 bad arguments or an unknown group/stream."""
+    from cwconsumer.statusview import lease_ttl_ms, reset_checkpoints
 
     path = _db_path_only()
     now = int(time.time() * 1000)
+    problems: list[str] = []
     try:
         target = parse_start_position(args.to, now)
     except ValueError as exc:
-        raise ConfigError([f"--to: {exc}"]) from None
+        problems.append(f"--to: {exc}")
+    try:
+        ttl_ms = lease_ttl_ms()
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
     logsetup.setup("WARNING", "text")
 
     async def go() -> int:
-        store = await Store.open(path, create=False, migrate=False)
-        try:
-            info = await store.lease_info()
-            ttl_ms = int(float(os.environ.get("CWC_LEASE_TTL_MS", "10000")))
-            if info.live(now, ttl_ms):
-                print(
-                    f"cwconsumer: refused: a run holds the database {path} "
-                    f"({info.host} pid {info.pid}); stop it first",
-                    file=sys.stderr,
-                )
-                return EXIT_ERROR
-            rows = [
-                r
-                for r in await store.load_streams(args.group)
-                if not args.stream or r.key.stream == args.stream
-            ]
-            if not rows:
-                print(
-                    f"cwconsumer: no checkpoints for group {args.group!r}"
-                    + (f" stream {args.stream!r}" if args.stream else ""),
-                    file=sys.stderr,
-                )
-                return EXIT_ERROR
-            start = target.resolve(now)
-            cp = Checkpoint(None, start, 0, None, -1)
-            verb = "would move" if args.dry_run else "moved"
-            for r in rows:
-                old = _fmt_ms(r.checkpoint.last_ts)
-                print(f"{verb} {r.key.group} {r.key.stream}: from after {old} to {target}")
-            if args.dry_run:
-                return EXIT_OK
-            sql = (
-                "UPDATE streams SET token = ?, start_time_ms = ?, skip = 0, last_ts = NULL, "
-                "last_ord = -1, state = 'new' WHERE group_name = ?"
-            )
-            params: list[Any] = [cp.token, cp.start_time_ms, args.group]
-            if args.stream:
-                sql += " AND stream_name = ?"
-                params.append(args.stream)
-            n = await store.unfenced_write(sql, params)
-            print(f"{n} stream checkpoint(s) reset")
-            return EXIT_OK
-        finally:
-            await store.aclose()
+        outcome = await reset_checkpoints(
+            path,
+            args.group,
+            args.stream,
+            target,
+            now_ms=now,
+            ttl_ms=ttl_ms,
+            dry_run=args.dry_run,
+        )
+        for line in outcome.out:
+            print(line)
+        for line in outcome.err:
+            print(f"cwconsumer: {line}", file=sys.stderr)
+        return outcome.code
 
     return _run_async(go)
 
@@ -271,11 +252,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         cfg = _config()
     except ConfigError as exc:
-        print("✗ configuration")
+        # The report goes to stdout like every other check; exit status 2.
+        print(f"✗ configuration: {len(exc.problems)} problem(s)")
         for line in exc.problems:
             print(f"    {line}")
-        raise
-    logsetup.setup("ERROR", "text", _secrets(cfg))
+        return EXIT_CONFIG
+    logsetup.setup("ERROR", "text", _secrets(cfg), config=cfg)
     return _run_async(lambda: run_checks(cfg))
 
 
@@ -292,6 +274,8 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    if getattr(args, "standby_ok", False):
+        url += "?standby=ok"  # a standby counts as healthy for this check
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             print(resp.read().decode(errors="replace"))

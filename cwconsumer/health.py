@@ -1,9 +1,22 @@
 """What ``/healthz`` says, decided from facts the stages report (pure).
 
-Unhealthy (503) when: this process is a standby; events are pending and
-nothing was confirmed for ``CWC_STALL_TIMEOUT``; the sink rejects our
-credentials; a supervised task is failing. It turns healthy again by itself
-when the cause goes away.
+Unhealthy (503) when:
+
+- this process is a standby (another ``run`` holds the database lease) —
+  reported with ``status: "standby"``, distinct from ``"unhealthy"``, so a
+  health check can accept it (``/healthz?standby=ok``) or not;
+- events are pending and nothing was confirmed for ``CWC_STALL_TIMEOUT``
+  ("stalled"), whatever the reason (sink down, hanging, refusing);
+- the sink rejects our credentials (401/403), at once: retrying will not fix it;
+- a supervised task failed within the last :data:`TASK_FAILURE_WINDOW_S`
+  (it is restarted; one that keeps failing keeps the verdict at 503).
+
+Every condition clears by itself when its cause goes away: a confirmed
+delivery clears "stalled" and the credential error, a task failure ages out.
+
+"Pending since" must be exact, not sampled when someone asks: the memory
+budget calls :meth:`Health.pending` whenever the number of unconfirmed
+events goes from zero to more or back to zero.
 """
 
 from __future__ import annotations
@@ -11,9 +24,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+TASK_FAILURE_WINDOW_S = 120.0
+"""A task failure counts against health this long. Failed tasks are restarted
+after at most 60 s, so one that keeps failing is never out of the window."""
+
+
+@dataclass(slots=True)
+class TaskFailure:
+    error: str
+    at_mono: float
+    count: int = 1
+
 
 @dataclass(slots=True)
 class Health:
+    """Facts reported by the stages; :meth:`verdict` turns them into an answer.
+
+    Not thread-safe: every caller runs on the service's event loop.
+    """
+
     stall_timeout_s: float
     standby: bool = False
     started: bool = False
@@ -24,10 +53,11 @@ class Health:
     auth_error: str | None = None
     sink_error: str | None = None
     sink_failures: int = 0
-    failed_tasks: dict[str, str] = field(default_factory=dict)
+    failed_tasks: dict[str, TaskFailure] = field(default_factory=dict)
     holder: str | None = None  # who holds the lease while we stand by
 
     def confirmed(self) -> None:
+        """The sink confirmed a batch (every lane calls this after a commit)."""
         self.last_confirm_mono = time.monotonic()
         self.last_confirm_wall = time.time()
         self.auth_error = None
@@ -35,50 +65,82 @@ class Health:
         self.sink_failures = 0
 
     def pending(self, events: int) -> None:
-        """Called with the number of read-but-unconfirmed events."""
+        """The number of read-but-unconfirmed events changed to ``events``
+        (at least when it went from zero to more or back to zero)."""
         if events <= 0:
             self.pending_since_mono = None
         elif self.pending_since_mono is None:
             self.pending_since_mono = time.monotonic()
 
     def task_failed(self, name: str, error: str) -> None:
-        self.failed_tasks[name] = error
+        """A supervised task raised; it will be restarted after a back-off."""
+        before = self.failed_tasks.get(name)
+        count = before.count + 1 if before is not None else 1
+        self.failed_tasks[name] = TaskFailure(error, time.monotonic(), count)
 
     def task_ok(self, name: str) -> None:
+        """A task proved it works again (e.g. a discovery cycle completed)."""
         self.failed_tasks.pop(name, None)
 
-    def verdict(self, pending_events: int) -> tuple[bool, dict[str, object]]:
-        """(healthy, JSON body)."""
+    def stalled_for(self, now_mono: float | None = None) -> float:
+        """Seconds with events pending and no confirmation (0 when none pending)."""
+        if self.pending_since_mono is None:
+            return 0.0
+        now = time.monotonic() if now_mono is None else now_mono
+        return max(0.0, now - max(self.last_confirm_mono, self.pending_since_mono))
+
+    def verdict(
+        self, pending_events: int, *, standby_ok: bool = False
+    ) -> tuple[bool, dict[str, object]]:
+        """``(healthy, JSON body)``. ``standby_ok``: a standby counts as healthy
+        (its body still says ``"status": "standby"``)."""
         self.pending(pending_events)
         now = time.monotonic()
+        for name, failure in list(self.failed_tasks.items()):
+            if now - failure.at_mono > TASK_FAILURE_WINDOW_S:
+                del self.failed_tasks[name]
         reasons: list[str] = []
-        if self.standby:
-            reasons.append(
-                "standby: another cwconsumer run holds the database lease"
-                + (f" ({self.holder})" if self.holder else "")
-            )
         if self.auth_error:
             reasons.append(f"sink rejects the credentials: {self.auth_error}")
-        for name, err in sorted(self.failed_tasks.items()):
-            reasons.append(f"task {name} failed: {err}")
-        stalled_for = 0.0
-        if self.pending_since_mono is not None:
-            stalled_for = now - max(self.last_confirm_mono, self.pending_since_mono)
-            if stalled_for > self.stall_timeout_s:
-                reasons.append(
-                    f"stalled: {pending_events} events pending and nothing confirmed "
-                    f"for {stalled_for:.0f}s (CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
-                    + (f"; sink: {self.sink_error}" if self.sink_error else "")
-                )
+        for name, failure in sorted(self.failed_tasks.items()):
+            reasons.append(
+                f"task {name} failed {now - failure.at_mono:.0f}s ago "
+                f"({failure.count} time(s); restarted): {failure.error}"
+            )
+        stalled = self.stalled_for(now)
+        if stalled > self.stall_timeout_s:
+            reasons.append(
+                f"stalled: {pending_events} events pending and nothing confirmed "
+                f"for {stalled:.0f}s (CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
+                + (f"; sink: {self.sink_error}" if self.sink_error else "")
+            )
+        if self.standby:
+            status = "standby"
+            reasons.insert(
+                0,
+                "standby: another cwconsumer run holds the database lease"
+                + (f" ({self.holder})" if self.holder else "")
+                + "; taking over when it stops",
+            )
+        elif reasons:
+            status = "unhealthy"
+        elif self.stopping:
+            status = "stopping"
+        elif not self.started:
+            status = "starting"
+        else:
+            status = "ok"
+        healthy = not reasons or (self.standby and standby_ok and len(reasons) == 1)
         body: dict[str, object] = {
-            "status": "ok" if not reasons else ("standby" if self.standby else "unhealthy"),
+            "status": status,
             "role": "standby" if self.standby else "active",
             "pending_events": pending_events,
+            "stalled_s": round(stalled, 1),
             "seconds_since_last_confirmation": round(now - self.last_confirm_mono, 1),
             "last_confirmation": self.last_confirm_wall,
         }
         if reasons:
             body["reasons"] = reasons
-        if self.sink_error and not reasons:
-            body["sink_retrying"] = self.sink_error
-        return not reasons, body
+        if self.sink_error:
+            body["sink_retrying"] = {"error": self.sink_error, "attempt": self.sink_failures}
+        return healthy, body

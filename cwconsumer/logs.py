@@ -1,57 +1,123 @@
-"""The consumer's own logs: one JSON object per line on stderr (or text),
-with every known secret replaced by ``***`` wherever it appears."""
+"""The consumer's own logs: one JSON object per line on stderr (or text for
+humans), with secrets masked in the finished line.
+
+Masking happens on the formatted line, so it covers the message, every extra
+field (also inside nested values), and tracebacks alike. Masked are:
+
+- every known secret (sink password and token, the Basic credential, values
+  of sensitive ``CWC_SINK_HEADERS``, AWS secret key and session token), also
+  in their JSON-escaped and URL-encoded forms;
+- credentials after an HTTP auth scheme (``Bearer …``, ``Basic …``,
+  ``Splunk …``) and after ``password=`` / ``token:``-like keys, whatever their
+  value: a sink that echoes our request headers in its answer must not put a
+  credential in our log, even one we do not know about.
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 
+if TYPE_CHECKING:
+    from cwconsumer.config import Config
+
+MASK = "***"
+_MIN_SECRET = 4
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# A credential after an auth scheme: 8+ characters with a digit or a base64
+# symbol, or 16+ characters; never a plain word ("Basic authentication",
+# "Token Rejected" stay readable).
+_SCHEME_CREDENTIAL = re.compile(
+    r"\b(Bearer|Basic|Splunk|Token)(\s+)"
+    r"(?![A-Za-z][a-z]{0,14}\b)"
+    r"((?=[A-Za-z0-9._~-]*[0-9+/=])[A-Za-z0-9._~+/=-]{8,}|[A-Za-z0-9._~+/=-]{16,})"
+)
+_KEY_VALUE = re.compile(
+    r"(?i)\b(authorization|password|passwd|secret|api[_-]?key|access[_-]?token|token)"
+    r"([\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:Bearer|Basic|Splunk|Token)\b)([^\s\"',;&]{6,})"
+)
+_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|pass|cookie|signature", re.IGNORECASE)
+_AWS_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
-class Redactor(logging.Filter):
-    """Replaces secret values in messages and extra fields."""
+class Redactor:
+    """Masks secrets in text. One per process (:data:`REDACTOR`); secrets are
+    only ever added."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.secrets: list[str] = []
 
     def add(self, values: Iterable[str | None]) -> None:
-        for v in values:
-            if v and len(v) >= 4 and v not in self.secrets:
-                self.secrets.append(v)
-        self.secrets.sort(key=len, reverse=True)
+        """Mask these values (and their JSON-escaped and URL-encoded forms)
+        from now on. Values shorter than 4 characters are ignored."""
+        found = set(self.secrets)
+        for value in values:
+            if not value or len(value) < _MIN_SECRET:
+                continue
+            found.add(value)
+            found.add(orjson.dumps(value).decode()[1:-1])
+            found.add(quote(value, safe=""))
+            found.add(quote_plus(value, safe=""))
+        self.secrets = sorted(found, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        for s in self.secrets:
-            if s in text:
-                text = text.replace(s, "***")
-        return text
+        """``text`` with every secret and every credential-looking value masked."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _SCHEME_CREDENTIAL.sub(rf"\1\2{MASK}", text)
+        return _KEY_VALUE.sub(rf"\1\2{MASK}", text)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        record.msg = self.scrub(record.getMessage())
-        record.args = None
-        for k, v in list(record.__dict__.items()):
-            if k not in _RESERVED and isinstance(v, str):
-                record.__dict__[k] = self.scrub(v)
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        return True
+
+REDACTOR = Redactor()
+"""The process-wide redactor used by the log formatters, the admin server and
+the commands' output."""
+
+
+def secrets_of(cfg: Config) -> list[str]:
+    """Every secret value that ``cfg`` and the AWS environment hold, in the
+    forms they may show up in."""
+    out: list[str] = []
+    password = cfg.sink_password.get() if cfg.sink_password else None
+    if password:
+        out.append(password)
+    if cfg.sink_username is not None and password is not None:
+        pair = f"{cfg.sink_username}:{password}".encode()
+        out.append(base64.b64encode(pair).decode())
+    if cfg.sink_token:
+        out.append(cfg.sink_token.get())
+    out.extend(v for k, v in cfg.sink_headers if _SENSITIVE_HEADER.search(k))
+    out.extend(aws_secrets())
+    return out
+
+
+def aws_secrets() -> list[str]:
+    return [v for v in (os.environ.get(name) for name in _AWS_SECRET_VARS) if v]
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time``, ``level``, ``logger``,
+    ``message``, the ``extra`` fields, and ``error`` with a traceback."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or REDACTOR
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -65,29 +131,45 @@ class JsonFormatter(logging.Formatter):
             doc["error"] = self.formatException(record.exc_info)
         elif record.exc_text:
             doc["error"] = record.exc_text
-        return orjson.dumps(doc, default=str).decode()
+        return self.redactor.scrub(orjson.dumps(doc, default=str).decode())
 
 
 class TextFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL message  key=value ...`` for people at a terminal."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or REDACTOR
+
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        line = f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f"  {extras}" if extras else "")
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
+        if extras:
+            line += f"  {extras}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         elif record.exc_text:
             line += "\n" + record.exc_text
-        return line
+        return self.redactor.scrub(line)
 
 
-REDACTOR = Redactor()
-
-
-def setup(level: str = "INFO", fmt: str = "json", secrets: Iterable[str | None] = ()) -> None:
+def setup(
+    level: str = "INFO",
+    fmt: str = "json",
+    secrets: Iterable[str | None] = (),
+    *,
+    config: Config | None = None,
+) -> None:
+    """Send logs to stderr in ``fmt`` (``json`` or ``text``): cwconsumer's
+    at ``level``, libraries' at WARNING and above. Masks ``secrets``, the
+    secrets of ``config`` and the AWS secrets in the environment."""
+    REDACTOR.add(secrets)
+    REDACTOR.add(aws_secrets())
+    if config is not None:
+        REDACTOR.add(secrets_of(config))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(REDACTOR)
-    REDACTOR.add(secrets)
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

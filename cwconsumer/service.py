@@ -38,16 +38,17 @@ from cwconsumer.aws import LogsClient
 from cwconsumer.config import Config
 from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
+from cwconsumer.emf import Reporter
 from cwconsumer.errors import LeaseLost, StoreError
 from cwconsumer.flow import Budget
 from cwconsumer.health import Health
-from cwconsumer.metrics import Metrics
+from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.sinks.base import Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.store import Store
-from cwconsumer.streams import Schedule, State, StreamState
+from cwconsumer.streams import Schedule, StreamState
 
 log = logging.getLogger("cwconsumer.service")
 
@@ -103,6 +104,8 @@ class Service:
                     )
                     self.admin_port = await root.start(admin.serve)
                     log.info("admin server listening", extra={"port": self.admin_port})
+                reporter = Reporter(self.metrics, self.refresh_metrics, emf=cfg.emf_metrics)
+                root.start_soon(self._supervised, "reporter", reporter.run)
                 task_status.started()
                 if await self._acquire_lease(store):
                     await self._pipeline(store)
@@ -219,6 +222,7 @@ class Service:
         lanes = self.lanes
 
         async def route(chunk: Chunk) -> None:
+            self.metrics.in_flight.read(chunk)
             await lanes[lane_of(chunk.key, n)].channel.put(chunk)
 
         reader = Reader(
@@ -311,6 +315,7 @@ class Service:
         return st is not None and st.generation == chunk.generation
 
     def _committed(self, chunks: Any, dead: dict[StreamKey, int]) -> None:
+        self.metrics.in_flight.confirmed(chunks)
         now = _now_ms()
         per_group: dict[str, int] = {}
         for c in chunks:
@@ -339,34 +344,16 @@ class Service:
     # -- views ------------------------------------------------------------------
 
     def refresh_metrics(self) -> None:
-        m = self.metrics
-        m.buffer_events.set(self.budget.events)
-        m.buffer_bytes.set(self.budget.bytes)
-        if self._logs is not None:
-            for op, rate in self._logs.rates.items():
-                m.aws_rate.labels(op).set(rate.rate)
-        counts = dict.fromkeys((s.value for s in State), 0)
-        now = time.time() * 1000
-        lag: dict[str, float] = {}
-        behind: dict[str, float] = {}
-        for st in self.registry.streams.values():
-            counts[st.state.value] += 1
-            if st.state in (State.DELETED, State.IDLE):
-                continue
-            g = st.key.group
-            if st.committed.last_ts is not None:
-                lag[g] = max(lag.get(g, 0.0), (now - st.committed.last_ts) / 1000)
-            if st.last_event_seen_ms is not None:
-                gap = (st.last_event_seen_ms - (st.committed.last_ts or 0)) / 1000
-                behind[g] = max(behind.get(g, 0.0), max(0.0, gap))
-        for state, k in counts.items():
-            m.streams.labels(state).set(k)
-        for g, v in lag.items():
-            m.group_lag.labels(g).set(v)
-        for g, v in behind.items():
-            m.group_behind.labels(g).set(v)
+        self.metrics.refresh(
+            self.registry.streams.values(),
+            buffer_events=self.budget.events,
+            buffer_bytes=self.budget.bytes,
+            rates={op: r.rate for op, r in self._logs.rates.items()} if self._logs else {},
+            healthy=self.health.verdict(self.budget.events)[0],
+        )
 
     def stats(self) -> dict[str, Any]:
+        self.refresh_metrics()  # current group lag figures
         now = _now_ms()
         groups: dict[str, dict[str, Any]] = {}
         for st in sorted(self.registry.streams.values(), key=lambda s: (s.key.group, s.key.stream)):
@@ -377,11 +364,22 @@ class Service:
             g["events"]["in"] += st.events_in
             g["events"]["out"] += st.events_out
             g["events"]["dead_lettered"] += st.dead_lettered
-            g["streams"][st.key.stream] = stream_view(st, now)
+            view = stream_view(st, now)
+            view["ingestion_lag_s"] = round(
+                stream_ingestion_lag_s(st, self.metrics.in_flight, now), 1
+            )
+            g["streams"][st.key.stream] = view
+        for name, g in groups.items():
+            figures = self.metrics.groups.get(name)
+            g["lag_s"] = (
+                None if figures is None or figures.lag_s is None else round(figures.lag_s, 1)
+            )
+            g["ingestion_lag_s"] = None if figures is None else round(figures.ingestion_lag_s, 1)
         ok, health = self.health.verdict(self.budget.events)
         return {
             "status": health["status"],
             "healthy": ok,
+            "health": health,
             "uptime_s": round(time.time() - self.started_at, 1),
             "pipeline": {
                 "buffer": {
@@ -403,6 +401,11 @@ class Service:
                     for op, r in (self._logs.rates.items() if self._logs else [])
                 },
                 "last_confirmation": self.health.last_confirm_wall,
+                "sink": {
+                    "retrying": self.health.sink_error,
+                    "attempt": self.health.sink_failures,
+                    "credentials_rejected": self.health.auth_error,
+                },
             },
             "groups": groups,
         }
