@@ -77,7 +77,7 @@ STOPSIGNAL SIGTERM
 
 # Asks the admin server (CWC_ADMIN_ADDR, loopback by default) for /healthz: no curl needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["cwconsumer", "healthcheck"]
+    CMD ["cwconsumer", "healthcheck", "--standby-ok"]
 
 ENTRYPOINT ["cwconsumer"]
 CMD ["run"]

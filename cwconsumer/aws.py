@@ -94,7 +94,7 @@ class Page:
 
 
 CallObserver = Callable[[str, str], None]
-"""``observe(operation, outcome)`` with outcome ok / throttled / error."""
+"""``observe(operation, outcome)`` with outcome ok / throttled / denied / error."""
 
 
 class LogsClient:
@@ -170,16 +170,18 @@ class LogsClient:
                         extra={"operation": op, "code": code, "rate_per_s": round(rate.rate, 2)},
                     )
                 raise Throttled(f"{op}: {code}", code=code) from exc
-            self._observe(op, "error")
+            if code not in _DENIED_CODES:
+                self._observe(op, "error")
             if code == "ResourceNotFoundException":
                 raise NotFound(f"{op}: {message or code}", code=code) from exc
             if code in _DENIED_CODES:
+                self._observe(op, "denied")
                 raise AccessDenied(f"{op}: {code}: {message}", code=code) from exc
             if code == "InvalidParameterException" and "nextToken" in params:
                 raise TokenRejected(f"{op}: {message or code}", code=code) from exc
             raise AwsError(f"{op}: {code}: {message}", code=code) from exc
         except (NoCredentialsError, PartialCredentialsError) as exc:
-            self._observe(op, "error")
+            self._observe(op, "denied")
             raise AccessDenied(f"{op}: no AWS credentials found ({type(exc).__name__})") from exc
         except BotoCoreError as exc:
             self._observe(op, "error")

@@ -8,6 +8,7 @@ import time
 import orjson
 
 from cwconsumer.config import Config
+from cwconsumer.logs import REDACTOR
 from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome
 from cwconsumer.sinks.factory import build_sink
@@ -35,7 +36,7 @@ async def list_dead_letters(path: str, *, limit: int, as_json: bool) -> int:
                 "event_id": r[3],
                 "timestamp_ms": r[4],
                 "status": r[5],
-                "answer": r[6],
+                "answer": REDACTOR.scrub(str(r[6])),
                 "created_ms": r[7],
                 "replayed_ms": r[8],
                 "document": orjson.loads(r[9]),
@@ -50,7 +51,7 @@ async def list_dead_letters(path: str, *, limit: int, as_json: bool) -> int:
     for r in rows:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[4] / 1000))
         state = "replayed" if r[8] else "pending"
-        answer = str(r[6]).replace("\n", " ")[:200]
+        answer = REDACTOR.scrub(str(r[6])).replace("\n", " ")[:200]
         print(f"#{r[0]} {state} {when} {r[1]} {r[2]} id={r[3]} status={r[5]} answer={answer}")
     return 0
 

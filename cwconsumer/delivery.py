@@ -237,7 +237,7 @@ class Lane:
                 await anyio.sleep(backoff_s(attempt, retry_after=res.retry_after_s))
             elif outcome is Outcome.AUTH:
                 attempt += 1
-                self._health.auth_error = f"HTTP {res.status}: {res.detail[:200]}"
+                self._health.auth_error = _describe(res)
                 log.error(
                     "sink rejects the credentials; not advancing, retrying slowly "
                     "(check CWC_SINK_TOKEN / the URL's user:password)",
@@ -271,9 +271,7 @@ class Lane:
         return again
 
     def _failing(self, res: SendResult, attempt: int) -> None:
-        self._health.sink_error = (
-            f"HTTP {res.status}: {res.detail[:200]}" if res.status else res.detail[:200]
-        )
+        self._health.sink_error = _describe(res)
         self._health.sink_failures = attempt
         changed = res.status != self._last_status
         self._last_status = res.status
@@ -287,6 +285,14 @@ class Lane:
                     "lane": self.index,
                 },
             )
+
+
+def _describe(res: SendResult) -> str:
+    """Short text for /healthz: the sink's detail, with the status once."""
+    detail = res.detail[:200]
+    if res.status is None or detail.startswith(f"HTTP {res.status}"):
+        return detail
+    return f"HTTP {res.status}: {detail}"
 
 
 def _owners(chunks: list[Chunk]) -> list[tuple[StreamKey, int]]:

@@ -55,6 +55,14 @@ class Health:
     sink_failures: int = 0
     failed_tasks: dict[str, TaskFailure] = field(default_factory=dict)
     holder: str | None = None  # who holds the lease while we stand by
+    aws_denied: dict[str, float] = field(default_factory=dict)  # operation -> last denial
+
+    def aws_call(self, operation: str, outcome: str) -> None:
+        """Every CloudWatch Logs call's outcome. AWS refusing our credentials or
+        permissions keeps a reason in /healthz until TASK_FAILURE_WINDOW_S after
+        the last refusal: up but not reading is not healthy."""
+        if outcome == "denied":
+            self.aws_denied[operation] = time.monotonic()
 
     def confirmed(self) -> None:
         """The sink confirmed a batch (every lane calls this after a commit)."""
@@ -100,6 +108,14 @@ class Health:
             if now - failure.at_mono > TASK_FAILURE_WINDOW_S:
                 del self.failed_tasks[name]
         reasons: list[str] = []
+        for op, at in sorted(self.aws_denied.items()):
+            if now - at > TASK_FAILURE_WINDOW_S:
+                del self.aws_denied[op]
+            else:
+                reasons.append(
+                    f"AWS refuses {op} ({now - at:.0f}s ago): check the credentials and the "
+                    "task role's logs:DescribeLogGroups/DescribeLogStreams/GetLogEvents"
+                )
         if self.auth_error:
             reasons.append(f"sink rejects the credentials: {self.auth_error}")
         for name, failure in sorted(self.failed_tasks.items()):

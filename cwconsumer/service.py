@@ -191,7 +191,7 @@ class Service:
                 describe_rate=cfg.describe_rate,
                 timeout_s=cfg.aws_timeout_s,
                 max_connections=cfg.workers + 4,
-                observe=self.metrics.observe_call,
+                observe=self._observe_call,
             ) as logs:
                 self._logs = logs
                 await self._run_stages(store, logs, sink)
@@ -285,6 +285,10 @@ class Service:
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5, shield=True):
             await store.save_meta(reg.metas())
+
+    def _observe_call(self, operation: str, outcome: str) -> None:
+        self.metrics.observe_call(operation, outcome)
+        self.health.aws_call(operation, outcome)
 
     async def _discovery_loop(self, discovery: Discovery) -> None:
         while True:

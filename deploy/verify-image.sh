@@ -157,7 +157,7 @@ user="$(inspect 'd["Config"].get("User", "")')"
 [[ "$(inspect 'd["Config"].get("Entrypoint")')" == '["cwconsumer"]' ]] && ok 'ENTRYPOINT ["cwconsumer"]' || fail "ENTRYPOINT $(inspect 'd["Config"].get("Entrypoint")')"
 [[ "$(inspect 'd["Config"].get("Cmd")')" == '["run"]' ]] && ok 'CMD ["run"]' || fail "CMD $(inspect 'd["Config"].get("Cmd")')"
 hc="$(inspect '(d.get("Healthcheck") or {}).get("Test")')"
-[[ "$hc" == '["CMD", "cwconsumer", "healthcheck"]' ]] && ok "HEALTHCHECK $hc" || fail "HEALTHCHECK is $hc (built as OCI? it needs --format=docker)"
+[[ "$hc" == '["CMD", "cwconsumer", "healthcheck", "--standby-ok"]' ]] && ok "HEALTHCHECK $hc" || fail "HEALTHCHECK is $hc (built as OCI? it needs --format=docker)"
 [[ "$(inspect '"CWC_DB_PATH=/var/lib/cwconsumer/state.db" in d["Config"]["Env"]')" == true ]] \
     && ok "CWC_DB_PATH=/var/lib/cwconsumer/state.db" || fail "CWC_DB_PATH not set in the image"
 [[ "$(inspect 'list(d["Config"].get("Volumes") or {})')" == '["/var/lib/cwconsumer"]' ]] \

@@ -189,7 +189,9 @@ def test_entrypoint_and_cmd_are_exec_form_and_sigterm_stops_it() -> None:
     assert json.loads(one(stage, "ENTRYPOINT")) == ["cwconsumer"]
     assert json.loads(one(stage, "CMD")) == ["run"]
     assert one(stage, "STOPSIGNAL") == "SIGTERM"
-    assert image_healthcheck_command() == ["cwconsumer", "healthcheck"]
+    # A hot standby passes: ECS must not replace it (``/healthz`` still says 503
+    # "standby" for anyone who wants the strict answer).
+    assert image_healthcheck_command() == ["cwconsumer", "healthcheck", "--standby-ok"]
 
 
 def test_no_secrets_or_remote_sources_in_the_dockerfile() -> None:

@@ -88,9 +88,12 @@ class Response:
     headers: Mapping[str, str]
     body: bytes
 
-    def excerpt(self, limit: int = DETAIL_BODY_CHARS) -> str:
-        """The start of the body as one line of text, for details and logs."""
-        text = self.body[: limit * 4].decode("utf-8", "replace")
+    def excerpt(self, limit: int = DETAIL_BODY_CHARS, redact: Redactor = None) -> str:
+        """The start of the body as one line of text, for details and logs.
+        Secrets are masked *before* cutting, so none can straddle the cut."""
+        text = self.body[: limit * 4 + 4096].decode("utf-8", "replace")
+        if redact is not None:
+            text = redact(text)
         return " ".join(text.split())[:limit]
 
 
@@ -143,7 +146,7 @@ def classify_response(resp: Response, redact: Redactor = None) -> SendResult:
     """Outcome of a whole request for formats without per-item answers."""
     redact = redact or _identity
     status = resp.status
-    detail = redact(f"HTTP {status}" + (f": {resp.excerpt()}" if resp.body else ""))
+    detail = redact(f"HTTP {status}" + (f": {resp.excerpt(redact=redact)}" if resp.body else ""))
     if 200 <= status < 300:
         return SendResult(Outcome.OK, status=status)
     if status in (408, 429) or status >= 500:
@@ -172,7 +175,7 @@ def judge_probe(resp: Response, url: str, redact: Redactor = None) -> tuple[bool
         return False, redact(f"{url} answered HTTP {status}: redirect to {location}")
     if 200 <= status < 500:
         return True, f"{url} answered HTTP {status}"
-    return False, redact(f"{url} answered HTTP {status}: {resp.excerpt(200)}")
+    return False, redact(f"{url} answered HTTP {status}: {resp.excerpt(200, redact)}")
 
 
 def poison_items(
