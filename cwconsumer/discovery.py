@@ -46,6 +46,15 @@ class Registry:
     def of_group(self, group: str) -> list[StreamState]:
         return [st for k, st in self.streams.items() if k.group == group]
 
+    async def save(self, store: Store) -> None:
+        """Write the dirty stream states; they stay dirty unless the write happened."""
+        metas = self.metas()
+        try:
+            await store.save_meta(metas)
+        except BaseException:
+            self.dirty.update(m.key for m in metas)
+            raise
+
     def metas(self) -> list[StreamMeta]:
         out = []
         for key in self.dirty:
@@ -91,6 +100,7 @@ class Discovery:
         self._grace_ms = int(idle_grace_s * 1000)
         self._walked: set[str] = set()
         self._missing_logged: set[str] = set()
+        self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
         self.cycles = 0
 
     async def load(self) -> None:
@@ -101,7 +111,11 @@ class Discovery:
             if group_matches(name, self._groups, self._prefixes)
         }
         now = _now_ms()
-        for row in await self._store.load_streams():
+        rows = await self._store.load_streams()
+        # Every non-idle stream is polled once at start-up; the recently active
+        # first, so they do not wait behind thousands of quiet ones.
+        rows.sort(key=lambda r: -max(r.last_read_ms or 0, r.last_event_seen_ms or 0))
+        for row in rows:
             group = self._reg.groups.get(row.key.group)
             if group is None:
                 continue
@@ -168,7 +182,7 @@ class Discovery:
                     await self._group_gone(name)
         for name in names:
             await self._walk_group(name)
-        await self._store.save_meta(self._reg.metas())
+        await self._reg.save(self._store)
 
     async def _list_groups(self, prefix: str) -> set[str] | None:
         names: set[str] = set()
@@ -189,6 +203,7 @@ class Discovery:
         full = name not in self._walked or self.cycles % FULL_WALK_EVERY == 0
         token: str | None = None
         new_rows: list[StreamRow] = []
+        found = 0
         complete = False
         for _page in range(MAX_PAGES):
             try:
@@ -207,6 +222,18 @@ class Discovery:
                 last = s.get("lastEventTimestamp")
                 if not known or last is None or now - int(last) < self._grace_ms:
                     quiet_and_known = False
+            if new_rows:
+                # Stored before anyone may read them: a checkpoint is only ever
+                # written over a row that exists (a walk of thousands of streams
+                # takes long enough for the first ones to be delivered).
+                await self._store.add_streams(new_rows, replace=self._recreated)
+                self._recreated.clear()
+                for row in new_rows:
+                    st = self._reg.streams.get(row.key)
+                    if st is not None and st.state is not State.IDLE:
+                        self._schedule.add(st)
+                found += len(new_rows)
+                new_rows = []
             if not token:
                 complete = True
                 break
@@ -215,9 +242,8 @@ class Discovery:
                 break
         if complete:
             self._walked.add(name)
-        if new_rows:
-            await self._store.add_streams(new_rows)
-            log.info("streams found", extra={"group": name, "count": len(new_rows)})
+        if found:
+            log.info("streams found", extra={"group": name, "count": found})
 
     async def _group_row(self, name: str, now: int) -> GroupRow:
         row = self._reg.groups.get(name)
@@ -262,6 +288,7 @@ class Discovery:
                 st.state = State.DELETED  # terminal: a worker holding it drops it
                 gen = st.generation + 1
                 del self._reg.streams[key]
+                self._recreated.add(key)
                 st = None
                 new_rows.append(self._new_stream(key, None, created, last_event, last_ingest, gen))
                 return False
@@ -310,9 +337,7 @@ class Discovery:
         self._reg.streams[key] = st
         nothing_to_read = start is not None and (last_event is None or last_event < start)
         if nothing_to_read and _now_ms() - st.last_activity_ms > self._grace_ms:
-            st.state = State.IDLE
-        else:
-            self._schedule.add(st)
+            st.state = State.IDLE  # (others are scheduled once their row is stored)
         return StreamRow(
             key, created, cp, 0, 0, st.state.value, last_event, last_ingest, None, None
         )

@@ -284,7 +284,7 @@ class Service:
                 )
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5, shield=True):
-            await store.save_meta(reg.metas())
+            await reg.save(store)
 
     def _observe_call(self, operation: str, outcome: str) -> None:
         self.metrics.observe_call(operation, outcome)

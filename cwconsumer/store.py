@@ -365,12 +365,23 @@ class Store:
                     [(group, s) for s in streams],
                 )
 
-    async def add_streams(self, rows: Sequence[StreamRow]) -> None:
+    async def add_streams(
+        self, rows: Sequence[StreamRow], *, replace: Iterable[StreamKey] = ()
+    ) -> None:
+        """Insert newly found streams. An existing row is kept (its checkpoint
+        may already have moved), except for keys in ``replace``: streams created
+        again, whose old checkpoint means nothing."""
         if not rows:
             return
+        replace = set(replace)
         async with self._fenced() as db:
+            if replace:
+                await db.executemany(
+                    "DELETE FROM streams WHERE group_name = ? AND stream_name = ?",
+                    [(k.group, k.stream) for k in replace],
+                )
             await db.executemany(
-                f"INSERT OR REPLACE INTO streams ({_STREAM_COLS}) "
+                f"INSERT OR IGNORE INTO streams ({_STREAM_COLS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -441,11 +452,22 @@ class Store:
                 )
             if commits:
                 await db.executemany(
-                    "UPDATE streams SET token = ?, start_time_ms = ?, skip = ?, last_ts = ?, "
-                    "last_ord = ?, delivered = delivered + ?, dead_lettered = dead_lettered + ?, "
-                    "checkpoint_ms = ? WHERE group_name = ? AND stream_name = ?",
+                    # An upsert: a checkpoint is never dropped, even if its row
+                    # were not there (yet).
+                    "INSERT INTO streams (group_name, stream_name, token, start_time_ms, "
+                    "skip, last_ts, last_ord, delivered, dead_lettered, checkpoint_ms, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reading') "
+                    "ON CONFLICT (group_name, stream_name) DO UPDATE SET "
+                    "token = excluded.token, start_time_ms = excluded.start_time_ms, "
+                    "skip = excluded.skip, last_ts = excluded.last_ts, "
+                    "last_ord = excluded.last_ord, "
+                    "delivered = delivered + excluded.delivered, "
+                    "dead_lettered = dead_lettered + excluded.dead_lettered, "
+                    "checkpoint_ms = excluded.checkpoint_ms",
                     [
                         (
+                            c.key.group,
+                            c.key.stream,
                             c.checkpoint.token,
                             c.checkpoint.start_time_ms,
                             c.checkpoint.skip,
@@ -454,8 +476,6 @@ class Store:
                             c.delivered,
                             c.dead_lettered,
                             now,
-                            c.key.group,
-                            c.key.stream,
                         )
                         for c in commits
                     ],
