@@ -3,7 +3,6 @@ and the recording HTTP sink (tests/support/fakesinks.py)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.fakesinks import RecordingSink
+from tests.support.harness import run_env
 
 REGION = "us-east-1"
 
@@ -140,25 +140,7 @@ class Product:
 
 
 def product_env(moto: Moto, sink_url: str, db_path: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CWC_", "AWS_"))}
-    env.update(moto.env())
-    env.update(
-        {
-            "CWC_SINK_URL": sink_url,
-            "CWC_DB_PATH": str(db_path),
-            "CWC_ADMIN_ADDR": "off",
-            "CWC_POLL_INTERVAL": "500ms",
-            "CWC_DISCOVERY_INTERVAL": "1s",
-            "CWC_BATCH_MAX_WAIT": "200ms",
-            "CWC_SHUTDOWN_TIMEOUT": "10s",
-            "CWC_LOG_LEVEL": "INFO",
-            "CWC_LOG_FORMAT": "json",
-            "CWC_LEASE_HEARTBEAT": "500ms",
-            "CWC_LEASE_TTL": "3s",
-        }
-    )
-    env.update(overrides)
-    return env
+    return run_env(moto.env(), sink_url, db_path, **overrides)
 
 
 @pytest.fixture

@@ -55,30 +55,40 @@ def free_port() -> int:
         return port
 
 
+# Settings every test run of the product starts from: short intervals, no
+# admin server, JSON logs, a quick lease.
+TEST_SETTINGS = {
+    "CWC_ADMIN_ADDR": "off",
+    "CWC_POLL_INTERVAL": "500ms",
+    "CWC_DISCOVERY_INTERVAL": "1s",
+    "CWC_BATCH_MAX_WAIT": "200ms",
+    "CWC_SHUTDOWN_TIMEOUT": "10s",
+    "CWC_LOG_LEVEL": "INFO",
+    "CWC_LOG_FORMAT": "json",
+    "CWC_LEASE_HEARTBEAT": "500ms",
+    "CWC_LEASE_TTL": "3s",
+}
+
+
+def run_env(
+    aws_env: dict[str, str], sink_url: str, db_path: Path, **overrides: str
+) -> dict[str, str]:
+    """Environment for ``cwconsumer run``: this process's, minus any CWC_/AWS_
+    variable, plus ``aws_env`` (where CloudWatch Logs is), the sink, the
+    database, :data:`TEST_SETTINGS` and ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CWC_", "AWS_"))}
+    env.update(aws_env)
+    env.update(TEST_SETTINGS, CWC_SINK_URL=sink_url, CWC_DB_PATH=str(db_path))
+    env.update(overrides)
+    return env
+
+
 def fake_env(
     fake: FakeCloudWatchLogs, sink_url: str, db_path: Path, **overrides: str
 ) -> dict[str, str]:
     """Environment for ``cwconsumer run`` against the stand-in (like
     ``tests.conftest.product_env`` for moto)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CWC_", "AWS_"))}
-    env.update(fake.client_env())
-    env.update(
-        {
-            "CWC_SINK_URL": sink_url,
-            "CWC_DB_PATH": str(db_path),
-            "CWC_ADMIN_ADDR": "off",
-            "CWC_POLL_INTERVAL": "500ms",
-            "CWC_DISCOVERY_INTERVAL": "1s",
-            "CWC_BATCH_MAX_WAIT": "200ms",
-            "CWC_SHUTDOWN_TIMEOUT": "10s",
-            "CWC_LOG_LEVEL": "INFO",
-            "CWC_LOG_FORMAT": "json",
-            "CWC_LEASE_HEARTBEAT": "500ms",
-            "CWC_LEASE_TTL": "3s",
-        }
-    )
-    env.update(overrides)
-    return env
+    return run_env(fake.client_env(), sink_url, db_path, **overrides)
 
 
 def run_cli(
