@@ -20,11 +20,15 @@ confirmation (shielded), so whatever was confirmed is never re-delivered.
 
 from __future__ import annotations
 
+import atexit
+import faulthandler
 import gc
 import logging
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -113,6 +117,9 @@ class Service:
         finally:
             with anyio.move_on_after(5, shield=True):
                 await store.release_lease()
+            # Always, even if the above overran: aiosqlite's worker thread is
+            # not a daemon, and an open connection would keep the process alive.
+            with anyio.move_on_after(5, shield=True):
                 await store.aclose()
         log.info("stopped")
 
@@ -131,6 +138,7 @@ class Service:
                         },
                     )
                     self._stop.set()
+                    _arm_watchdog(self.cfg.shutdown_timeout_s + 20.0)
                 else:
                     log.warning("second stop signal; stopping now")
                     scope.cancel()
@@ -432,3 +440,25 @@ def stream_view(st: StreamState, now_ms: int) -> dict[str, Any]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _arm_watchdog(after_s: float) -> None:
+    """If a stop takes far longer than its budget, something is stuck: write
+    every thread's stack to stderr (the cause, for the operator) and end the
+    process. Checkpoints are committed one transaction at a time, so ending
+    here loses nothing; the exit status is 1 because the stop was not clean."""
+
+    def fire() -> None:
+        if done.wait(after_s):
+            return
+        sys.stderr.write(
+            f'{{"level": "ERROR", "message": "stop did not finish within {after_s:g}s; '
+            'thread stacks follow; exiting"}\n'
+        )
+        faulthandler.dump_traceback(all_threads=True)
+        sys.stderr.flush()
+        os._exit(1)
+
+    done = threading.Event()
+    atexit.register(done.set)
+    threading.Thread(target=fire, name="cwconsumer-stop-watchdog", daemon=True).start()

@@ -287,8 +287,8 @@ class Store:
         """Take the lease if it is free or its holder stopped heart-beating for
         ``ttl_ms``. Returns the new epoch, or None while another holds it."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 info = await self.lease_info()
                 if info.live(now_ms, ttl_ms) and info.owner != owner:
                     await self._db.execute("ROLLBACK")
@@ -301,7 +301,8 @@ class Store:
                 )
                 await self._db.execute("COMMIT")
             except BaseException:
-                await _rollback(self._db)
+                with anyio.CancelScope(shield=True):
+                    await _rollback(self._db)
                 raise
         self._owner, self._epoch = owner, epoch
         return epoch
@@ -489,13 +490,14 @@ class Store:
         statement itself; marking dead letters replayed touches nothing a
         ``run`` writes. Returns the number of rows changed."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 cur = await self._db.execute(sql, args)
                 count = cur.rowcount
                 await self._db.execute("COMMIT")
             except BaseException:
-                await _rollback(self._db)
+                with anyio.CancelScope(shield=True):
+                    await _rollback(self._db)
                 raise
         return count
 
@@ -536,10 +538,21 @@ class _Fenced:
         s = self._store
         await s._lock.acquire()
         try:
-            await s._db.execute("BEGIN IMMEDIATE")
-            rows = list(await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1"))
+            try:
+                await s._db.execute("BEGIN IMMEDIATE")
+                rows = list(
+                    await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1")
+                )
+            except BaseException:
+                # Even when cancelled while BEGIN waits for the database lock,
+                # aiosqlite's thread still completes it: roll back (queued after
+                # it) or the connection stays inside a transaction for good.
+                with anyio.CancelScope(shield=True):
+                    await _rollback(s._db)
+                raise
             if rows[0][0] != s._owner or rows[0][1] != s._epoch:
-                await s._db.execute("ROLLBACK")
+                with anyio.CancelScope(shield=True):
+                    await _rollback(s._db)
                 raise LeaseLost(
                     f"the lease on {s.path} was taken by {rows[0][0] or 'nobody'} "
                     f"(epoch {rows[0][1]}); this process stops writing"
@@ -553,11 +566,14 @@ class _Fenced:
         s = self._store
         try:
             if exc_type is None:
-                try:
-                    await s._db.execute("COMMIT")
-                except sqlite3.Error as e:
-                    await _rollback(s._db)
-                    raise StoreError(f"cannot write {s.path}: {e}") from e
+                # Shielded: a cancellation here could leave the transaction open
+                # on the connection, and every later write would fail.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await s._db.execute("COMMIT")
+                    except sqlite3.Error as e:
+                        await _rollback(s._db)
+                        raise StoreError(f"cannot write {s.path}: {e}") from e
             else:
                 with anyio.CancelScope(shield=True):
                     await _rollback(s._db)
