@@ -52,6 +52,7 @@ _PROCESS_METRICS: tuple[tuple[str, str], ...] = (
     ("PendingEvents", "Count"),
     ("Healthy", "None"),
     ("Standby", "None"),
+    ("DeliveryStalled", "None"),  # the CloudFormation template's alarm reads this one
 )
 
 
@@ -106,6 +107,7 @@ class EmfWriter:
             "PendingEvents": gauge("cwconsumer_buffer_events") or 0.0,
             "Healthy": gauge("cwconsumer_healthy") or 0.0,
             "Standby": gauge("cwconsumer_standby") or 0.0,
+            "DeliveryStalled": gauge("cwconsumer_delivery_stalled") or 0.0,
         }
         units = dict(_PROCESS_METRICS)
         docs = [emf_document(now, {"Service": SERVICE}, process, units)]

@@ -341,6 +341,12 @@ class Metrics:
         self.healthy = Gauge(
             "healthy", "1 when /healthz answers 200, else 0", namespace=_NS, registry=r
         )
+        self.delivery_stalled = Gauge(
+            "delivery_stalled",
+            "1 while events are pending and none was confirmed for CWC_STALL_TIMEOUT",
+            namespace=_NS,
+            registry=r,
+        )
 
     def observe_call(self, operation: str, outcome: str) -> None:
         """``LogsClient`` observer: one AWS call ended with ``outcome``."""

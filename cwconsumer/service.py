@@ -363,6 +363,8 @@ class Service:
             rates={op: r.rate for op, r in self._logs.rates.items()} if self._logs else {},
             healthy=self.health.verdict(self.budget.events)[0],
         )
+        stalled = self.health.stalled_for() > self.health.stall_timeout_s
+        self.metrics.delivery_stalled.set(1 if stalled else 0)
 
     def stats(self) -> dict[str, Any]:
         self.refresh_metrics()  # current group lag figures

@@ -475,8 +475,9 @@ def test_emf_writer_sends_counter_increases_and_gauges() -> None:
     names = [x["Name"] for x in first["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     assert names == [
         "EventsRead", "EventsShipped", "EventsRetried", "EventsDeadLettered",
-        "PendingEvents", "Healthy", "Standby",
+        "PendingEvents", "Healthy", "Standby", "DeliveryStalled",
     ]  # fmt: skip
+    assert first["DeliveryStalled"] == 0
     assert (first["EventsRead"], first["EventsShipped"], first["EventsDeadLettered"]) == (10, 7, 1)
     assert (first["PendingEvents"], first["Healthy"], first["Service"]) == (3, 1, "cwconsumer")
     assert (first_group["LogGroup"], first_group["EventsShipped"]) == ("/g", 7)

@@ -469,3 +469,13 @@ def test_template_is_cfn_lint_clean() -> None:
         [tool("cfn-lint"), str(template_path)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_stall_alarm_reads_a_metric_the_consumer_writes() -> None:
+    from cwconsumer import emf
+
+    params = json.loads((ROOT / "deploy" / "cloudformation" / "cwconsumer.json").read_text())[
+        "Parameters"
+    ]
+    assert params["StallMetricNamespace"]["Default"] == emf.NAMESPACE
+    assert params["StallMetricName"]["Default"] in dict(emf._PROCESS_METRICS)
