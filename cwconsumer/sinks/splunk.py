@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import orjson
 
-from cwconsumer.model import Doc, OutBatch
+from cwconsumer.model import Doc, EncodedDoc, OutBatch
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -79,6 +79,10 @@ def envelope(
     doc: Doc, ts_ms: int, *, host: str, sourcetype: str, index: str | None
 ) -> dict[str, Any]:
     """One HEC event envelope for a document."""
+    event: Any = doc
+    if type(doc) is EncodedDoc:
+        event = orjson.Fragment(doc.line)  # already serialized: embed it as is
+        doc = doc.as_dict()
     aws = doc.get("aws")
     cloudwatch = aws.get("cloudwatch") if isinstance(aws, dict) else None
     if not isinstance(cloudwatch, dict):
@@ -89,7 +93,7 @@ def envelope(
     env["sourcetype"] = sourcetype
     if index:
         env["index"] = index
-    env["event"] = doc
+    env["event"] = event
     if stream := cloudwatch.get("log_stream"):
         env["fields"] = {"log_stream": stream}
     return env
