@@ -212,7 +212,7 @@ def main() -> None:
         n,
     )
     rows.append(("shape+encode: Shaper.shape + dumps_each + join_ndjson", today))
-    rows.append(("for comparison: the first prototype (fused_lines, no ids kept)", fused))
+    rows.append(("for comparison: the prototype (fused_lines)", fused))
     rows.append(("checkpoint: Store.commit, 10 streams / 5,000 events (wall)",
                  asyncio.run(commit_cost(10, 5_000))))  # fmt: skip
     width = max(len(name) for name, _ in rows)

@@ -30,7 +30,7 @@ import anyio
 from cwconsumer.flow import Budget, Channel
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
-from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey
+from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult, Sink
 from cwconsumer.sinks.formats import dumps_doc
 from cwconsumer.store import Commit, DeadLetter, Store
@@ -180,7 +180,7 @@ class Lane:
             for r in rejected:
                 key, ts = owners[r.index]
                 doc = docs[r.index]
-                event = doc.get("event")
+                event = doc_fields(doc).get("event")
                 eid = str(event.get("id", "")) if isinstance(event, dict) else ""
                 dead_rows.append(
                     DeadLetter(key, eid, ts, dumps_doc(doc), r.status, r.detail[:2000])

@@ -12,8 +12,8 @@ One document per event (SPEC, "The document shipped for each event")::
      "json": {...}}                       # only when the message is a JSON object
 
 SERIALIZED ONCE. Most messages need no parsing; for those a :class:`Shaper`
-builds the document directly as its JSON bytes (an :class:`EncodedDoc`: the
-same bytes ``orjson.dumps`` gives for the dict, keys in the order above), so no
+builds the document directly as its JSON bytes (``bytes``, see
+:data:`cwconsumer.model.Doc`: the same bytes ``orjson.dumps`` gives for the dict, keys in the order above), so no
 per-event dicts exist and no sink encodes it again. Messages that may be a
 Lambda line or a JSON object, and messages orjson cannot encode (a lone
 surrogate, refused later by the sink as poison), stay dicts.
@@ -40,7 +40,7 @@ from typing import Any, Final
 import orjson
 import xxhash
 
-from cwconsumer.model import Doc, EncodedDoc
+from cwconsumer.model import Doc
 from cwconsumer.parsing.jsonmsg import parse_object
 from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
 
@@ -198,7 +198,7 @@ class Shaper:
         Returns ``(docs, timestamps, last_ts, last_ord, nbytes)``: the last pair
         is what to pass as ``prev_ts`` / ``prev_ord`` next time, and ``nbytes``
         is the serialized size of the documents plus one separator each: exact
-        for :class:`EncodedDoc` documents, an estimate for dicts (slightly high
+        for documents returned as bytes, an estimate for dicts (slightly high
         for ASCII; text outside ASCII is counted in UTF-8 bytes).
         """
         docs: list[Doc] = []
@@ -265,7 +265,7 @@ class Shaper:
                 else:
                     line = join((head, text, b',"event":{"id":"', event_hex.encode(), tail))
                     nbytes += len(line) + 1
-                    add_doc(EncodedDoc(line))
+                    add_doc(line)
                     add_ts(ts)
                     continue
             event = (

@@ -9,62 +9,26 @@ deterministic ``event.id``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-
-class EncodedDoc(Mapping[str, Any]):
-    """A shipped document held as its serialized JSON (``orjson.dumps`` bytes).
-
-    The shaper builds the common document (a message that needs no parsing)
-    directly as bytes, so no per-event dicts exist and the sinks need not
-    encode it again. Reading it as a mapping parses ``line`` on every access:
-    meant for the few places that need a field (tests, Loki metadata, the
-    Elasticsearch ``_id``), not for hot loops. Immutable, like every document.
-    """
-
-    __slots__ = ("line",)
-
-    line: bytes
-
-    def __init__(self, line: bytes) -> None:
-        self.line = line
-
-    def as_dict(self) -> dict[str, Any]:
-        """The document as a new dict (parsed from ``line``)."""
-        doc: dict[str, Any] = orjson.loads(self.line)
-        return doc
-
-    def __getitem__(self, key: str) -> Any:
-        return self.as_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.as_dict())
-
-    def __len__(self) -> int:
-        return len(self.as_dict())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, EncodedDoc):
-            return self.line == other.line
-        if isinstance(other, Mapping):
-            return self.as_dict() == dict(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # like dict: equal to dicts, so unhashable
-
-    def __repr__(self) -> str:
-        return f"EncodedDoc({self.line!r})"
-
-
-Doc = dict[str, Any] | EncodedDoc
+Doc = dict[str, Any] | bytes
 """One shipped document (SPEC: "The document shipped for each event"): a dict,
-or the same document already serialized (:class:`EncodedDoc`). Read fields
-through the ``Mapping`` interface (``doc.get``, ``doc[...]``); serialize with
+or the same document already serialized as JSON (``bytes``: what the shaper
+makes of most events, so no per-event dicts exist and no sink encodes them
+again). Read fields with :func:`doc_fields`; serialize with
 ``cwconsumer.sinks.formats.dumps_doc``, never ``orjson.dumps(doc)``."""
+
+
+def doc_fields(doc: Doc) -> dict[str, Any]:
+    """The document as a dict: itself, or parsed from its JSON bytes (a new dict
+    each call: meant for the few places that read a field, not hot loops)."""
+    if isinstance(doc, bytes):
+        fields: dict[str, Any] = orjson.loads(doc)
+        return fields
+    return doc
 
 
 @dataclass(frozen=True, slots=True)

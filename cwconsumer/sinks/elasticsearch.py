@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 
 from cwconsumer.errors import ConfigError
-from cwconsumer.model import Doc, EncodedDoc, OutBatch
+from cwconsumer.model import Doc, OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import NDJSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -148,14 +148,14 @@ def _event_id(doc: Doc) -> str | None:
     """``event.id`` of a document; read from the bytes of a shaped line without
     parsing it (the key, unescaped, can only be the document's own: quotes in
     the message and names are escaped)."""
-    if type(doc) is EncodedDoc:
-        line = doc.line
+    if isinstance(doc, bytes):
+        line = doc
         at = line.rfind(_ID_KEY) + len(_ID_KEY)
         if at >= len(_ID_KEY) and line[at + 32 : at + 33] == b'"':
             raw = line[at : at + 32]
             if _HEX.issuperset(raw):
                 return raw.decode()
-    event = doc.get("event")
+    event = doc_fields(doc).get("event")
     if isinstance(event, dict) and isinstance(event.get("id"), str):
         return str(event["id"])
     return None

@@ -20,27 +20,27 @@ from dataclasses import dataclass
 
 import orjson
 
-from cwconsumer.model import Doc, EncodedDoc
+from cwconsumer.model import Doc
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 JSON_CONTENT_TYPE = "application/json"
 
 
 def dumps_doc(doc: Doc) -> bytes:
-    """One document as JSON bytes (an :class:`EncodedDoc` is already serialized).
+    """One document as JSON bytes (a document in bytes is already serialized).
 
     Raises ``TypeError`` / ``orjson.JSONEncodeError`` for a document orjson
     cannot serialise.
     """
-    return doc.line if type(doc) is EncodedDoc else orjson.dumps(doc)
+    return doc if type(doc) is bytes else orjson.dumps(doc)
 
 
 def dumps_each(docs: Sequence[Doc]) -> tuple[list[bytes], dict[int, str]]:
     """Serialise each document; return the lines and ``{index: reason}`` for
     the documents that could not be serialised (their line is ``b""``)."""
     try:
-        # Most documents arrive serialized by the shaper (EncodedDoc).
-        return [d.line if type(d) is EncodedDoc else orjson.dumps(d) for d in docs], {}
+        # Most documents arrive serialized by the shaper.
+        return [d if type(d) is bytes else orjson.dumps(d) for d in docs], {}
     except (TypeError, orjson.JSONEncodeError):
         pass
     lines: list[bytes] = []

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import orjson
 
-from cwconsumer.model import Doc, EncodedDoc, OutBatch
+from cwconsumer.model import Doc, OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -79,11 +79,9 @@ def envelope(
     doc: Doc, ts_ms: int, *, host: str, sourcetype: str, index: str | None
 ) -> dict[str, Any]:
     """One HEC event envelope for a document."""
-    event: Any = doc
-    if type(doc) is EncodedDoc:
-        event = orjson.Fragment(doc.line)  # already serialized: embed it as is
-        doc = doc.as_dict()
-    aws = doc.get("aws")
+    # A document in bytes is already serialized: embedded as is.
+    event: Any = orjson.Fragment(doc) if isinstance(doc, bytes) else doc
+    aws = doc_fields(doc).get("aws")
     cloudwatch = aws.get("cloudwatch") if isinstance(aws, dict) else None
     if not isinstance(cloudwatch, dict):
         cloudwatch = {}
