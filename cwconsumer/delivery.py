@@ -23,15 +23,16 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import anyio
-import orjson
 
 from cwconsumer.flow import Budget, Channel
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
-from cwconsumer.model import Chunk, OutBatch, StreamKey
+from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult, Sink
+from cwconsumer.sinks.formats import dumps_doc
 from cwconsumer.store import Commit, DeadLetter, Store
 
 log = logging.getLogger("cwconsumer.delivery")
@@ -150,8 +151,11 @@ class Lane:
         return chunks
 
     async def _deliver(self, chunks: list[Chunk]) -> None:
-        docs = [d for c in chunks for d in c.docs]
-        stamps = [t for c in chunks for t in c.timestamps]
+        if len(chunks) == 1:
+            docs, stamps = list(chunks[0].docs), list(chunks[0].timestamps)
+        else:
+            docs = list(chain.from_iterable(c.docs for c in chunks))
+            stamps = list(chain.from_iterable(c.timestamps for c in chunks))
         nbytes = sum(c.nbytes for c in chunks)
         self.in_flight = len(docs)
         rejected: list[Rejected] = []
@@ -168,9 +172,7 @@ class Lane:
         self._budget.release(len(docs), nbytes)
         self._health.confirmed()
 
-    async def _commit(
-        self, chunks: list[Chunk], docs: list[dict[str, object]], rejected: list[Rejected]
-    ) -> None:
+    async def _commit(self, chunks: list[Chunk], docs: list[Doc], rejected: list[Rejected]) -> None:
         dead_per: dict[StreamKey, int] = {}
         dead_rows: list[DeadLetter] = []
         if rejected:
@@ -178,10 +180,10 @@ class Lane:
             for r in rejected:
                 key, ts = owners[r.index]
                 doc = docs[r.index]
-                event = doc.get("event")
+                event = doc_fields(doc).get("event")
                 eid = str(event.get("id", "")) if isinstance(event, dict) else ""
                 dead_rows.append(
-                    DeadLetter(key, eid, ts, orjson.dumps(doc), r.status, r.detail[:2000])
+                    DeadLetter(key, eid, ts, dumps_doc(doc), r.status, r.detail[:2000])
                 )
                 dead_per[key] = dead_per.get(key, 0) + 1
                 self._metrics.events_failed.labels(key.group).inc()

@@ -11,13 +11,17 @@ One document per event (SPEC, "The document shipped for each event")::
      "log": {"level": ...},               # only when the line states a level
      "json": {...}}                       # only when the message is a JSON object
 
-READ-ONLY DOCUMENTS. To shape ~1 event per microsecond, a :class:`Shaper`
-puts the *same* ``cloud`` dict, and for unparsed events the same ``aws`` dict
-(with its ``cloudwatch`` dict), into every document of its stream. Documents
-are meant to be serialized, never changed: code that needs a different
-document must build a new one (``{**doc, "aws": {...}}``), because changing a
-shared sub-dict in place would change it in every other document of the
-stream, including ones already waiting in a batch.
+SERIALIZED ONCE. Most messages need no parsing; for those a :class:`Shaper`
+builds the document directly as its JSON bytes (``bytes``, see
+:data:`cwconsumer.model.Doc`: the same bytes ``orjson.dumps`` gives for the dict, keys in the order above), so no
+per-event dicts exist and no sink encodes it again. Messages that may be a
+Lambda line or a JSON object, and messages orjson cannot encode (a lone
+surrogate, refused later by the sink as poison), stay dicts.
+
+READ-ONLY DOCUMENTS. A dict document shares the stream's ``cloud`` dict, and
+unless Lambda fields were found its ``aws`` dict, with every other document of
+the stream. Documents are meant to be serialized, never changed: code that
+needs a different document must build a new one (``{**doc, "aws": {...}}``).
 
 ``event.id`` is ``xxh3_128`` over group, stream, timestamp and the event's
 ordinal among the stream's events of the same millisecond (see
@@ -128,6 +132,7 @@ class Shaper:
         "_cloud",
         "_cloudwatch",
         "_id_prefix",
+        "_json_tail",
         "_overhead",
         "_parse_json",
         "_parse_lambda",
@@ -170,6 +175,10 @@ class Shaper:
         }
         # Serialized size of everything but the message text (+1 for a sink's separator).
         self._overhead = len(orjson.dumps(template)) - 4 + 1
+        # What follows "event" in every unparsed document, serialized once.
+        self._json_tail = (
+            b',"aws":' + orjson.dumps(self._aws) + b',"cloud":' + orjson.dumps(self._cloud) + b"}"
+        )
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -188,8 +197,9 @@ class Shaper:
 
         Returns ``(docs, timestamps, last_ts, last_ord, nbytes)``: the last pair
         is what to pass as ``prev_ts`` / ``prev_ord`` next time, and ``nbytes``
-        estimates the serialized size of the documents (slightly high for ASCII;
-        text outside ASCII is counted in UTF-8 bytes).
+        is the serialized size of the documents plus one separator each: exact
+        for documents returned as bytes, an estimate for dicts (slightly high
+        for ASCII; text outside ASCII is counted in UTF-8 bytes).
         """
         docs: list[Doc] = []
         timestamps: list[int] = []
@@ -198,21 +208,25 @@ class Shaper:
         id_prefix = self._id_prefix
         pack = _TS_ORD.pack
         hexdigest = _hexdigest
+        dumps = orjson.dumps
+        join = b"".join
         prefixes = _SECOND_PREFIXES
         suffix = _MS_SUFFIX
-        aws = self._aws
-        cloud = self._cloud
         triggers = self._triggers
         overhead = self._overhead
+        json_tail = self._json_tail
+        no_ingested_tail = b'"}' + json_tail
         nbytes = 0
         last_ts = prev_ts
         ordinal = prev_ord
         sec: int | None = None
         stamp_ts: int | None = None
         stamp_prefix = stamp = ""
+        head = b""
         # Events of one PutLogEvents call share their ingestionTime: format it once.
         last_ingested: int | None = None
         ingested_text = ""
+        ingested_tail = no_ingested_tail
         for ev in events:
             ts = ev["timestamp"]
             message = ev["message"]
@@ -228,14 +242,37 @@ class Shaper:
                     sec = s
                     stamp_prefix = prefixes.get(s) or _second_prefix(s)
                 stamp = stamp_prefix + suffix[ts - s * 1000]
+                head = b'{"@timestamp":"' + stamp.encode() + b'","message":'
             ingested = ev.get("ingestionTime")
             if ingested is None:
-                event = {"id": hexdigest(id_prefix + pack(ts, ordinal))}
+                tail = no_ingested_tail
             else:
                 if ingested != last_ingested:
                     last_ingested = ingested
                     ingested_text = iso_ms(ingested)
-                event = {"id": hexdigest(id_prefix + pack(ts, ordinal)), "ingested": ingested_text}
+                    ingested_tail = b'","ingested":"' + ingested_text.encode() + b'"}' + json_tail
+                tail = ingested_tail
+            event_hex = hexdigest(id_prefix + pack(ts, ordinal))
+            if message[:1] not in triggers:
+                # The common case, serialized here and only here: the same bytes
+                # as orjson.dumps of the dict document, built with one exact-size
+                # join (orjson's own result over-allocates, and this is kept
+                # until delivered).
+                try:
+                    text = dumps(message)
+                except orjson.JSONEncodeError:  # lone surrogate: the sink refuses it
+                    pass
+                else:
+                    line = join((head, text, b',"event":{"id":"', event_hex.encode(), tail))
+                    nbytes += len(line) + 1
+                    add_doc(line)
+                    add_ts(ts)
+                    continue
+            event = (
+                {"id": event_hex}
+                if ingested is None
+                else {"id": event_hex, "ingested": ingested_text}
+            )
             size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
             if message[:1] in triggers:
                 doc, extra = self._shape_parsed(stamp, message, event)
@@ -245,16 +282,17 @@ class Shaper:
                     "@timestamp": stamp,
                     "message": message,
                     "event": event,
-                    "aws": aws,
-                    "cloud": cloud,
+                    "aws": self._aws,
+                    "cloud": self._cloud,
                 }
-                # size >> 4: JSON escapes (\n, \t, quotes) seldom add more than 1/16.
                 nbytes += overhead + size + (size >> 4)
             add_doc(doc)
             add_ts(ts)
         return docs, timestamps, last_ts, ordinal, nbytes
 
-    def _shape_parsed(self, stamp: str, message: str, event: Doc) -> tuple[Doc, int]:
+    def _shape_parsed(
+        self, stamp: str, message: str, event: dict[str, str]
+    ) -> tuple[dict[str, Any], int]:
         """The slow path: a message that may be a Lambda line or a JSON object.
 
         Returns the document and the estimated bytes its parsed fields add.
@@ -276,7 +314,7 @@ class Shaper:
                 # console.log(JSON.stringify(...)) behind the runtime's prefix.
                 if self._parse_json and body is not None and body[:1] == "{":
                     obj = parse_object(body)
-        doc: Doc = {
+        doc: dict[str, Any] = {
             "@timestamp": stamp,
             "message": message,
             "event": event,

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cwconsumer import __version__
-from cwconsumer.model import Checkpoint, Chunk, Doc, StreamKey
+from cwconsumer.model import Checkpoint, Chunk, Doc, StreamKey, doc_fields
 from cwconsumer.streams import State
 from cwconsumer.units import format_duration
 
@@ -78,7 +78,7 @@ class GroupLag:
 
 def ingested_ms(doc: Doc) -> int | None:
     """The ``event.ingested`` time of a shipped document, in epoch ms."""
-    event = doc.get("event")
+    event = doc_fields(doc).get("event")
     text = event.get("ingested") if isinstance(event, dict) else None
     if not isinstance(text, str):
         return None

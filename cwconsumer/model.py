@@ -12,8 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-Doc = dict[str, Any]
-"""One shipped document (SPEC: "The document shipped for each event")."""
+import orjson
+
+Doc = dict[str, Any] | bytes
+"""One shipped document (SPEC: "The document shipped for each event"): a dict,
+or the same document already serialized as JSON (``bytes``: what the shaper
+makes of most events, so no per-event dicts exist and no sink encodes them
+again). Read fields with :func:`doc_fields`; serialize with
+``cwconsumer.sinks.formats.dumps_doc``, never ``orjson.dumps(doc)``."""
+
+
+def doc_fields(doc: Doc) -> dict[str, Any]:
+    """The document as a dict: itself, or parsed from its JSON bytes (a new dict
+    each call: meant for the few places that read a field, not hot loops)."""
+    if isinstance(doc, bytes):
+        fields: dict[str, Any] = orjson.loads(doc)
+        return fields
+    return doc
 
 
 @dataclass(frozen=True, slots=True)

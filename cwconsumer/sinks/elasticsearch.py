@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 
 from cwconsumer.errors import ConfigError
-from cwconsumer.model import OutBatch
+from cwconsumer.model import Doc, OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import NDJSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -140,6 +140,27 @@ def _check_strftime(text: str) -> str:
     return text
 
 
+_ID_KEY = b'"event":{"id":"'
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _event_id(doc: Doc) -> str | None:
+    """``event.id`` of a document; read from the bytes of a shaped line without
+    parsing it (the key, unescaped, can only be the document's own: quotes in
+    the message and names are escaped)."""
+    if isinstance(doc, bytes):
+        line = doc
+        at = line.rfind(_ID_KEY) + len(_ID_KEY)
+        if at >= len(_ID_KEY) and line[at + 32 : at + 33] == b'"':
+            raw = line[at : at + 32]
+            if _HEX.issuperset(raw):
+                return raw.decode()
+    event = doc_fields(doc).get("event")
+    if isinstance(event, dict) and isinstance(event.get("id"), str):
+        return str(event["id"])
+    return None
+
+
 def encode_bulk(batch: OutBatch, index_of: Callable[[int], str]) -> tuple[bytes, dict[int, str]]:
     """The ``_bulk`` body and ``{index: reason}`` for documents that cannot be encoded."""
     lines, bad = dumps_each(batch.docs)
@@ -148,9 +169,9 @@ def encode_bulk(batch: OutBatch, index_of: Callable[[int], str]) -> tuple[bytes,
     parts: list[bytes] = []
     for i, (doc, line) in enumerate(zip(batch.docs, lines, strict=True)):
         meta: dict[str, str] = {"_index": index_of(batch.timestamps_ms[i])}
-        event = doc.get("event")
-        if isinstance(event, dict) and isinstance(event.get("id"), str):
-            meta["_id"] = event["id"]
+        event_id = _event_id(doc)
+        if event_id is not None:
+            meta["_id"] = event_id
         parts.append(orjson.dumps({"create": meta}))
         parts.append(line)
     parts.append(b"")

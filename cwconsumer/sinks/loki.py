@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from cwconsumer.model import Doc, OutBatch
+from cwconsumer.model import OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -62,13 +62,13 @@ def ready_url(sink_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, base + "/ready", "", ""))
 
 
-def _cloudwatch(doc: Doc) -> dict[str, Any]:
+def _cloudwatch(doc: dict[str, Any]) -> dict[str, Any]:
     aws = doc.get("aws")
     cw = aws.get("cloudwatch") if isinstance(aws, dict) else None
     return cw if isinstance(cw, dict) else {}
 
 
-def _metadata(doc: Doc) -> dict[str, str]:
+def _metadata(doc: dict[str, Any]) -> dict[str, str]:
     meta: dict[str, str] = {}
     stream = _cloudwatch(doc).get("log_stream")
     if isinstance(stream, str) and stream:
@@ -87,8 +87,10 @@ def encode_push(
     lines, bad = dumps_each(batch.docs)
     if bad:
         return b"", bad
+    # Serialized documents are parsed once here, not once per field read.
+    docs = [doc_fields(d) for d in batch.docs]
     by_group: dict[str, list[int]] = {}
-    for i, doc in enumerate(batch.docs):
+    for i, doc in enumerate(docs):
         group = _cloudwatch(doc).get("log_group")
         key = group if isinstance(group, str) and group else "unknown"
         by_group.setdefault(key, []).append(i)
@@ -101,7 +103,7 @@ def encode_push(
         values = []
         for i in indexes:
             value: list[Any] = [str(ts[i] * 1_000_000), lines[i].decode()]
-            meta = _metadata(batch.docs[i])
+            meta = _metadata(docs[i])
             if meta:
                 value.append(meta)
             values.append(value)

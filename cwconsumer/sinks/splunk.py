@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import orjson
 
-from cwconsumer.model import Doc, OutBatch
+from cwconsumer.model import Doc, OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
 from cwconsumer.sinks.http import (
@@ -79,7 +79,9 @@ def envelope(
     doc: Doc, ts_ms: int, *, host: str, sourcetype: str, index: str | None
 ) -> dict[str, Any]:
     """One HEC event envelope for a document."""
-    aws = doc.get("aws")
+    # A document in bytes is already serialized: embedded as is.
+    event: Any = orjson.Fragment(doc) if isinstance(doc, bytes) else doc
+    aws = doc_fields(doc).get("aws")
     cloudwatch = aws.get("cloudwatch") if isinstance(aws, dict) else None
     if not isinstance(cloudwatch, dict):
         cloudwatch = {}
@@ -89,7 +91,7 @@ def envelope(
     env["sourcetype"] = sourcetype
     if index:
         env["index"] = index
-    env["event"] = doc
+    env["event"] = event
     if stream := cloudwatch.get("log_stream"):
         env["fields"] = {"log_stream": stream}
     return env
