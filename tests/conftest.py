@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cwconsumer.sinks.base import Sink
 from tests.support.fakesinks import RecordingSink
 from tests.support.harness import run_env
 
@@ -86,6 +87,15 @@ def moto(moto_server: str) -> Moto:
     m = Moto(moto_server)
     m.reset()  # fresh AWS state; every test also has its own database
     return m
+
+
+@pytest.fixture
+async def sinks() -> AsyncIterator[list[Sink]]:
+    """Sinks built by a test (append them); all closed afterwards."""
+    built: list[Sink] = []
+    yield built
+    for built_sink in built:
+        await built_sink.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -24,14 +24,6 @@ T0 = 1_732_183_200_123  # 2024-11-21T10:00:00.123Z
 def es() -> Iterator[ElasticsearchFake]:
     with ElasticsearchFake() as server:
         yield server
-
-
-@pytest.fixture
-async def sinks() -> AsyncIterator[list[Sink]]:
-    built: list[Sink] = []
-    yield built
-    for sink in built:
-        await sink.aclose()
 
 
 def make(sinks: list[Sink], url: str, **overrides: Any) -> Sink:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -24,14 +24,6 @@ NS = 1_000_000
 def loki() -> Iterator[LokiFake]:
     with LokiFake() as server:
         yield server
-
-
-@pytest.fixture
-async def sinks() -> AsyncIterator[list[Sink]]:
-    built: list[Sink] = []
-    yield built
-    for sink in built:
-        await sink.aclose()
 
 
 def make(sinks: list[Sink], url: str, **overrides: Any) -> Sink:

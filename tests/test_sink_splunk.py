@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -29,14 +29,6 @@ TOKEN = "5f1c4a9e-0d7b-4c3e-9a61-2b8f7e6d5c4b"
 def hec() -> Iterator[SplunkHecFake]:
     with SplunkHecFake(token=TOKEN) as server:
         yield server
-
-
-@pytest.fixture
-async def sinks() -> AsyncIterator[list[Sink]]:
-    built: list[Sink] = []
-    yield built
-    for sink in built:
-        await sink.aclose()
 
 
 def make(sinks: list[Sink], url: str, token: str = TOKEN, **overrides: Any) -> Sink:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -40,15 +40,6 @@ PASSWORD = "pa55-w0rd-x9"
 def fake() -> Iterator[RecordingSink]:
     with RecordingSink() as server:
         yield server
-
-
-@pytest.fixture
-async def sinks() -> AsyncIterator[list[Sink]]:
-    """Sinks built by a test; all closed afterwards."""
-    built: list[Sink] = []
-    yield built
-    for sink in built:
-        await sink.aclose()
 
 
 def make(sinks: list[Sink], url: str, **overrides: Any) -> Sink:
