@@ -66,11 +66,6 @@ class Rejected:
     detail: str
 
 
-Confirmed = Callable[[list[Chunk], dict[StreamKey, int]], bool]
-"""``confirmed(chunks, dead_per_stream)`` -> False for chunks whose stream
-generation changed (re-created stream): those are not checkpointed."""
-
-
 class Lane:
     def __init__(
         self,

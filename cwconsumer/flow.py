@@ -72,14 +72,6 @@ class Budget:
         self.reserved += n
         return n
 
-    async def reserve(self, wanted: int) -> int:
-        """Wait for room, then reserve up to ``wanted`` events. Returns how many."""
-        while True:
-            await self.wait_room(wanted)
-            n = self.try_reserve(wanted)
-            if n:
-                return n
-
     def settle(self, reserved: int, events: int, nbytes: int) -> None:
         """After a fetch: ``events``/``nbytes`` of a reservation of ``reserved``
         stay in the pipeline; the rest is given back."""

@@ -79,12 +79,10 @@ class Reader:
                 if delay is not None:
                     self._schedule.add(st, delay)
 
-    async def poll(self, st: StreamState, reserved: int | None = None) -> float | None:
-        """Read one page of ``st`` within ``reserved`` events of budget (reserved
-        here when not given); returns when to poll it again (None: not)."""
+    async def poll(self, st: StreamState, reserved: int) -> float | None:
+        """Read one page of ``st`` within ``reserved`` events of budget (the
+        worker's reservation); returns when to poll it again (None: not)."""
         pos = st.read_pos
-        if reserved is None:
-            reserved = await self._budget.reserve(PAGE_MAX_EVENTS)
         try:
             page = await self._logs.get_log_events(
                 st.key.group,
