@@ -61,6 +61,13 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_sys_faults(pid: int) -> tuple[float, int]:
+    """System CPU seconds and minor page faults of a process (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[12]) / CLK_TCK, int(fields[7])
+
+
 def system_busy_s() -> float:
     """CPU seconds spent busy by the whole machine, all cores (``/proc/stat``)."""
     with open("/proc/stat") as f:
@@ -347,11 +354,13 @@ def run_backlog_once(
             t_start = product.started_at
             standin_cpu0 = standin.cpu_s()
             samples: list[tuple[float, int, float, float, float, float]] = []
+            sys_faults: list[tuple[float, int]] = []
             deadline = time.monotonic() + 600
             while True:
                 product.check_alive()
                 now = time.time()
                 events = int(sink.stats()["events"])
+                sys_faults.append(proc_sys_faults(product.pid))
                 samples.append(
                     (now, events, product.cpu_s(), standin.cpu_s(), sink.cpu_s(), system_busy_s())
                 )
@@ -366,7 +375,8 @@ def run_backlog_once(
             rc = product.stop()
             if spy is not None:
                 spy.wait(60)
-            first = next(s for s in samples if s[1] > 0)
+            i_first = next(i for i, s in enumerate(samples) if s[1] > 0)
+            first = samples[i_first]
             last = samples[-1]
             window_s = last[0] - first[0]
             n = last[1] - first[1]
@@ -379,6 +389,12 @@ def run_backlog_once(
                 "wall_from_start_s": last[0] - t_start,
                 "events_per_s_from_start": last[1] / (last[0] - t_start),
                 "cpu_total_s": last[2],
+                # How much of the CPU per event is the kernel's, and how many
+                # fresh pages the process touched per 1,000 events.
+                "cpu_sys_us_per_event": (sys_faults[-1][0] - sys_faults[i_first][0]) / n * 1e6,
+                "minor_faults_per_1000_events": (sys_faults[-1][1] - sys_faults[i_first][1])
+                / n
+                * 1000,
                 "startup_to_first_delivery_s": first[0] - t_start,
                 "peak_rss_mb": peak,
                 "product_cpu_util": (last[2] - first[2]) / window_s,

@@ -18,6 +18,15 @@ per-event dicts exist and no sink encodes it again. Messages that may be a
 Lambda line or a JSON object, and messages orjson cannot encode (a lone
 surrogate, refused later by the sink as poison), stay dicts.
 
+NEVER DECODED. Events arrive from the API as :class:`~cwconsumer.model.LogEvent`
+whose ``message`` is still the JSON string token of the response; the
+document of a plain message copies that token as it is (valid JSON for the
+same text, whatever escapes AWS chose). A page is first checked as a whole,
+in C, for a message that may need parsing (:func:`_may_need_parsing`); only
+then are its messages decoded, one by one. Items given as dicts with
+``message`` as ``str`` (tests, tools) get the same documents from
+:meth:`Shaper._shape_dicts`, where each plain message is encoded by orjson.
+
 READ-ONLY DOCUMENTS. A dict document shares the stream's ``cloud`` dict, and
 unless Lambda fields were found its ``aws`` dict, with every other document of
 the stream. Documents are meant to be serialized, never changed: code that
@@ -35,12 +44,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from itertools import accumulate
+from operator import attrgetter, itemgetter
+from typing import Any, Final, cast
 
 import orjson
 import xxhash
 
-from cwconsumer.model import Doc
+from cwconsumer.model import Doc, LogEvent, message_text
 from cwconsumer.parsing.jsonmsg import parse_object
 from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
 
@@ -54,6 +65,7 @@ JSON objects; ``json`` only JSON objects; ``none`` nothing."""
 # --- event.id ----------------------------------------------------------------------------
 
 _TS_ORD: Final = struct.Struct(">qq")
+_EVENT_ID_KEY: Final = b',"event":{"id":"'
 _hexdigest = xxhash.xxh3_128_hexdigest
 
 
@@ -114,6 +126,25 @@ def _is_lambda_group(group: str) -> bool:
     return group.startswith("/aws/lambda/") or ":log-group:/aws/lambda/" in group
 
 
+_get_message: Final = attrgetter("message")
+_OPEN_BRACE: Final = ord("{")
+_BACKSLASH: Final = ord("\\")
+
+
+def _may_need_parsing(events: Sequence[LogEvent]) -> bool:
+    """Whether a message of the page may be a JSON object: one starts with
+    ``{``, or with an escape (which could hide one). Judged in C on the first
+    byte after each raw JSON string's opening quote, so the page's messages
+    are decoded one by one only when this says so. A false alarm only costs
+    time."""
+    raws = list(map(_get_message, events))
+    if len(raws) == 1:
+        return bytes(raws[0])[1:2] in (b"{", b"\\")
+    blob = b"".join(raws)
+    firsts = itemgetter(*accumulate(map(len, raws[:-1]), initial=1))(blob)
+    return _OPEN_BRACE in firsts or _BACKSLASH in firsts
+
+
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
 _LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
 
@@ -131,6 +162,7 @@ class Shaper:
         "_aws",
         "_cloud",
         "_cloudwatch",
+        "_id_key",
         "_id_prefix",
         "_json_tail",
         "_overhead",
@@ -162,6 +194,8 @@ class Shaper:
         # First characters that send a message down the parsing path.
         self._triggers = frozenset(triggers)
         self._id_prefix = _id_prefix(group, stream)
+        # The whole hashed key in one call: prefix, ts and ordinal (event_id).
+        self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
         # Shared by every document of this stream: never mutate (module docstring).
         self._cloudwatch = {"log_group": group, "log_stream": stream}
         self._aws = {"cloudwatch": self._cloudwatch}
@@ -184,10 +218,14 @@ class Shaper:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
 
     def shape(
-        self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int
+        self,
+        events: Sequence[LogEvent] | Sequence[Mapping[str, Any]],
+        prev_ts: int | None,
+        prev_ord: int,
     ) -> tuple[list[Doc], list[int], int | None, int, int]:
-        """Shape GetLogEvents items (``timestamp`` and ``ingestionTime`` as int ms,
-        ``message`` as str), in stream order.
+        """Shape GetLogEvents items, in stream order: :class:`LogEvent` as
+        decoded from the API, or dicts (``timestamp`` and ``ingestionTime`` as
+        int ms, ``message`` as str). All items of one call are of one kind.
 
         ``prev_ts`` / ``prev_ord`` are the timestamp and ordinal of the event just
         before ``events[0]`` in the stream (``None`` / ``-1`` at its start). An
@@ -201,12 +239,96 @@ class Shaper:
         for documents returned as bytes, an estimate for dicts (slightly high
         for ASCII; text outside ASCII is counted in UTF-8 bytes).
         """
+        if events and isinstance(events[0], LogEvent):
+            return self._shape_raw(cast("Sequence[LogEvent]", events), prev_ts, prev_ord)
+        return self._shape_dicts(cast("Sequence[Mapping[str, Any]]", events), prev_ts, prev_ord)
+
+    def _shape_raw(
+        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], list[int], int | None, int, int]:
+        """:meth:`shape` for events as decoded from the API: the hot path."""
         docs: list[Doc] = []
         timestamps: list[int] = []
         add_doc = docs.append
         add_ts = timestamps.append
+        id_key = self._id_key
         id_prefix = self._id_prefix
-        pack = _TS_ORD.pack
+        hexdigest = _hexdigest
+        join = b"".join
+        triggers = self._triggers
+        check_each = self._parse_lambda or (self._parse_json and _may_need_parsing(events))
+        prefixes = _SECOND_PREFIXES
+        suffix = _MS_SUFFIX
+        sec: int | None = None
+        stamp_prefix = ""
+        overhead = self._overhead
+        json_tail = self._json_tail
+        no_ingested_tail = b'"}' + json_tail
+        nbytes = 0
+        last_ts = prev_ts
+        ordinal = prev_ord
+        stamp_ts: int | None = None
+        stamp = ""
+        head = b""
+        last_ingested: int | None = None
+        ingested_text = ""
+        ingested_tail = no_ingested_tail
+        for ev in events:
+            ts = ev.timestamp
+            if ts == last_ts:
+                ordinal += 1
+            else:
+                ordinal = 0
+                last_ts = ts
+            if ts != stamp_ts:
+                stamp_ts = ts
+                s = ts // 1000
+                if s != sec:
+                    sec = s
+                    stamp_prefix = prefixes.get(s) or _second_prefix(s)
+                stamp = stamp_prefix + suffix[ts - s * 1000]
+                head = b'{"@timestamp":"' + stamp.encode() + b'","message":'
+            ingested = ev.ingestionTime
+            if ingested is None:
+                tail = no_ingested_tail
+            else:
+                if ingested != last_ingested:
+                    last_ingested = ingested
+                    ingested_text = iso_ms(ingested)
+                    ingested_tail = b'","ingested":"' + ingested_text.encode() + b'"}' + json_tail
+                tail = ingested_tail
+            event_hex = hexdigest(id_key(id_prefix, ts, ordinal))
+            if check_each:
+                message = message_text(ev)
+                if message is not None and message[:1] in triggers:
+                    event = (
+                        {"id": event_hex}
+                        if ingested is None
+                        else {"id": event_hex, "ingested": ingested_text}
+                    )
+                    doc, extra = self._shape_parsed(stamp, message, event)
+                    size = len(ev.message)  # its JSON: close to, never below, its UTF-8
+                    nbytes += overhead + size + extra
+                    add_doc(doc)
+                    add_ts(ts)
+                    continue
+            # The message's JSON string exactly as the API sent it.
+            line = join((head, ev.message, _EVENT_ID_KEY, event_hex.encode(), tail))
+            nbytes += len(line) + 1
+            add_doc(line)
+            add_ts(ts)
+        return docs, timestamps, last_ts, ordinal, nbytes
+
+    def _shape_dicts(
+        self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], list[int], int | None, int, int]:
+        """:meth:`shape` for items as dicts with ``message`` as ``str``."""
+        docs: list[Doc] = []
+        timestamps: list[int] = []
+        add_doc = docs.append
+        add_ts = timestamps.append
+        id_key = self._id_key
+        id_prefix = self._id_prefix
         hexdigest = _hexdigest
         dumps = orjson.dumps
         join = b"".join
@@ -252,7 +374,7 @@ class Shaper:
                     ingested_text = iso_ms(ingested)
                     ingested_tail = b'","ingested":"' + ingested_text.encode() + b'"}' + json_tail
                 tail = ingested_tail
-            event_hex = hexdigest(id_prefix + pack(ts, ordinal))
+            event_hex = hexdigest(id_key(id_prefix, ts, ordinal))
             if message[:1] not in triggers:
                 # The common case, serialized here and only here: the same bytes
                 # as orjson.dumps of the dict document, built with one exact-size
@@ -263,7 +385,7 @@ class Shaper:
                 except orjson.JSONEncodeError:  # lone surrogate: the sink refuses it
                     pass
                 else:
-                    line = join((head, text, b',"event":{"id":"', event_hex.encode(), tail))
+                    line = join((head, text, _EVENT_ID_KEY, event_hex.encode(), tail))
                     nbytes += len(line) + 1
                     add_doc(line)
                     add_ts(ts)

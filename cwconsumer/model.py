@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 Doc = dict[str, Any] | bytes
@@ -20,6 +21,33 @@ or the same document already serialized as JSON (``bytes``: what the shaper
 makes of most events, so no per-event dicts exist and no sink encodes them
 again). Read fields with :func:`doc_fields`; serialize with
 ``cwconsumer.sinks.formats.dumps_doc``, never ``orjson.dumps(doc)``."""
+
+
+class LogEvent(msgspec.Struct, gc=False, frozen=True):
+    """One GetLogEvents item as decoded from the response (``cwconsumer.aws``).
+
+    ``message`` is left as the JSON string token of the response, quotes and
+    escapes included (``msgspec.Raw``: a view of the response bytes, never
+    decoded): the shaper copies it into the document as it is, so the text of
+    most events is never decoded to ``str`` and encoded again. Decode it with
+    :func:`message_text` where the text itself is needed.
+    """
+
+    timestamp: int
+    message: msgspec.Raw
+    ingestionTime: int | None = None  # the API's name
+
+
+_decode_str = msgspec.json.Decoder(str).decode
+
+
+def message_text(event: LogEvent) -> str | None:
+    """The message of ``event`` as text; None when its JSON string cannot be
+    decoded (a lone surrogate escape, which no ``str`` consumer accepts)."""
+    try:
+        return _decode_str(event.message)
+    except msgspec.DecodeError:
+        return None
 
 
 def doc_fields(doc: Doc) -> dict[str, Any]:

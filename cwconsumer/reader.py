@@ -19,13 +19,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from cwconsumer.aws import LogsClient
 from cwconsumer.documents import Shaper
 from cwconsumer.errors import AccessDenied, AwsError, NotFound, Throttled, TokenRejected
 from cwconsumer.flow import Budget
-from cwconsumer.model import Checkpoint, Chunk
+from cwconsumer.model import Checkpoint, Chunk, LogEvent
 from cwconsumer.streams import Schedule, State, StreamState
 
 log = logging.getLogger("cwconsumer.reader")
@@ -130,13 +129,13 @@ class Reader:
         return min(self._poll_s, 0.25 * 2.0 ** (st.empty_pages - EMPTY_PAGES_BEFORE_BACKOFF))
 
     def _make_chunk(
-        self, st: StreamState, pos: Checkpoint, events: list[dict[str, Any]], next_token: str
+        self, st: StreamState, pos: Checkpoint, events: list[LogEvent], next_token: str
     ) -> Chunk:
         i, n = 0, len(events)
         next_skip = 0
         if pos.skip:
             limit = pos.last_ts
-            while i < n and i < pos.skip and (limit is None or events[i]["timestamp"] <= limit):
+            while i < n and i < pos.skip and (limit is None or events[i].timestamp <= limit):
                 i += 1
             if i == n:
                 next_skip = pos.skip - i  # the page ended before the delivered part did

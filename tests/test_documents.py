@@ -11,9 +11,10 @@ import orjson
 import pytest
 import xxhash
 
+from cwconsumer.aws import decode_get_log_events
 from cwconsumer.documents import PARSE_MODES, event_id, iso_ms
 from cwconsumer.documents import Shaper as _Shaper
-from cwconsumer.model import doc_fields
+from cwconsumer.model import LogEvent, doc_fields
 from cwconsumer.sinks.formats import dumps_doc
 
 GROUP = "/aws/lambda/orders"
@@ -435,3 +436,132 @@ def test_any_message_gives_a_serializable_document() -> None:
         docs, *_ = Shaper(GROUP, STREAM, "us-east-1", mode).shape(events, None, -1)
         for message, doc in zip(messages, docs, strict=True):
             assert orjson.loads(dumps_doc(doc))["message"] == message
+
+
+# --- events as the API sends them: messages kept as their JSON strings -------------------
+
+PIECES = [
+    "GET /orders 200\n",
+    'quotes " and \\ backslash \t tab\r\n',
+    "unicode é 日本 🎉\n",
+    "\x00\x1f\x7f control",
+    "",
+    "x" * 3000,
+    "a { not first",
+    "trailing backslash \\",
+    '{"level": "warn", "n": [1, 2]}\n',  # a JSON object
+    "[1, 2]",
+    REPORT,
+    f"2019-06-07T19:11:20.562Z\t{RID}\tINFO\tprocessing\n",
+    "START RequestId: 8f5e1c4a-1b2c-4d3e-9f00-123456789abc Version: $LATEST\n",
+]
+
+
+def _random_items(rng: random.Random, n: int, t0: int, pieces: list[str]) -> list[dict[str, Any]]:
+    items = []
+    ts = t0
+    for i in range(n):
+        ts += rng.choice([0, 0, 1, 7, 1000, 86_400_000])
+        piece = rng.choice(pieces)
+        item: dict[str, Any] = {"timestamp": ts, "message": piece if i % 3 else f"{piece}#{i}"}
+        if rng.random() < 0.9:  # ingestionTime is optional in the API
+            item["ingestionTime"] = ts + rng.choice([0, 5, 5, 5, 1200])
+        items.append(item)
+    return items
+
+
+def _from_api(items: list[dict[str, Any]]) -> list[LogEvent]:
+    """The items as the product decodes a GetLogEvents answer holding them."""
+    body = orjson.dumps({"events": items, "nextForwardToken": "f/1", "nextBackwardToken": "b/1"})
+    events, token = decode_get_log_events(body)
+    assert token == "f/1"
+    return events
+
+
+@pytest.mark.parametrize("mode", PARSE_MODES)
+@pytest.mark.parametrize("group", ['/app/"q" é', "/aws/lambda/orders"])
+@pytest.mark.parametrize("plain_only", [True, False])
+def test_api_events_give_the_documents_of_dict_items(
+    group: str, mode: str, plain_only: bool
+) -> None:
+    """The hot path (LogEvent, message never decoded unless it may need
+    parsing) and the dict path give the same documents, byte for byte, page
+    after page of one stream."""
+    rng = random.Random(f"{group}{mode}{plain_only}")
+    pieces = PIECES[:8] if plain_only else PIECES
+    shaper = _Shaper(group, STREAM, "eu-west-1", mode)
+    prev: tuple[int | None, int] = (None, -1)
+    for page_no in range(10):
+        # Pages continue the stream, sometimes in the millisecond the last one ended in.
+        t0 = prev[0] if prev[0] is not None and page_no % 2 else T0 + page_no * 10_000
+        items = _random_items(rng, rng.choice([1, 2, 50, 400]), t0, pieces)
+        events = _from_api(items)
+        assert all(isinstance(e, LogEvent) for e in events)
+        fast = shaper.shape(events, *prev)
+        assert fast[:4] == shaper.shape(items, *prev)[:4]
+        docs, stamps, *_, nbytes = fast
+        assert stamps == [item["timestamp"] for item in items]
+        assert [doc_fields(d)["message"] for d in docs] == [item["message"] for item in items]
+        exact = sum(len(dumps_doc(d)) + 1 for d in docs)
+        if all(isinstance(d, bytes) for d in docs):
+            assert nbytes == exact
+        else:
+            assert 0.85 * exact <= nbytes <= 1.3 * exact
+        prev = (fast[2], fast[3])
+
+
+def test_api_escapes_are_kept_and_still_read_as_the_same_text() -> None:
+    """AWS may escape differently from orjson (``\\u00e9``, ``\\/``): the
+    document keeps the API's JSON string, which reads back as the same text,
+    and an escaped ``{`` is still found and parsed as a JSON object."""
+    body = (
+        b'{"events":['
+        b'{"timestamp":1795255200123,"message":"caf\\u00e9 a\\/b \\"q\\"\\n","ingestionTime":1795255200200},'
+        b'{"ingestionTime":1795255200200,"message":"\\u007b\\"level\\":\\"error\\"}","timestamp":1795255200124},'
+        b'{"timestamp":1795255200125,"message":"plain"}'
+        b'],"nextForwardToken":"f/2","nextBackwardToken":"b/2"}'
+    )  # fmt: skip
+    events, token = decode_get_log_events(body)
+    assert token == "f/2"
+    docs, *_ = _Shaper("/app", STREAM, "eu-west-1", "auto").shape(events, None, -1)
+    assert isinstance(docs[0], bytes)
+    assert b'"message":"caf\\u00e9 a\\/b \\"q\\"\\n"' in docs[0]
+    assert doc_fields(docs[0])["message"] == 'café a/b "q"\n'
+    assert doc_fields(docs[0])["event"]["ingested"] == iso_ms(1795255200200)
+    assert doc_fields(docs[1])["json"] == {"level": "error"}
+    assert "ingested" not in doc_fields(docs[2])["event"]
+    assert doc_fields(docs[2])["message"] == "plain"
+
+
+def test_a_lone_surrogate_from_the_api_is_shipped_not_refused() -> None:
+    """A JSON string no ``str`` can hold (``\\ud800`` alone) stays the API's
+    JSON in the document, in every parse mode, instead of failing the page."""
+    body = (
+        b'{"events":[{"timestamp":1795255200123,"message":"lone \\ud800 x"},'
+        b'{"timestamp":1795255200123,"message":"{\\"a\\": 1}"}],"nextForwardToken":"f/3"}'
+    )
+    for mode in PARSE_MODES:
+        events, _ = decode_get_log_events(body)
+        docs, *_ = _Shaper("/aws/lambda/f", STREAM, "eu-west-1", mode).shape(events, None, -1)
+        assert isinstance(docs[0], bytes)
+        assert b'"message":"lone \\ud800 x"' in docs[0]
+        assert dumps_doc(docs[1])  # the second event is unaffected
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("odd", ['{"k": "v"}', '\\u007b"k":"v"}'])
+def test_one_json_object_anywhere_in_a_page_is_found(n: int, odd: str) -> None:
+    """The page-wide check misses no position: first, middle or last event,
+    written plainly or behind an escape."""
+    shaper = _Shaper("/app", STREAM, "eu-west-1", "auto")
+    for k in range(n):
+        raws = [b'"plain \\\\ ' + str(i).encode() + b'"' for i in range(n)]
+        raws[k] = b'"' + odd.replace('"', '\\"').replace("\\\\u", "\\u").encode() + b'"'
+        body = b'{"events":[%s]}' % b",".join(
+            b'{"timestamp":%d,"message":%s}' % (T0 + i, r) for i, r in enumerate(raws)
+        )
+        events, _ = decode_get_log_events(body)
+        docs, *_ = shaper.shape(events, None, -1)
+        parsed = [i for i, d in enumerate(docs) if "json" in doc_fields(d)]
+        assert parsed == [k], (n, k, odd)
+        assert doc_fields(docs[k])["json"] == {"k": "v"}

@@ -382,3 +382,30 @@ def test_deleted_streams_and_groups_stop_being_polled_and_come_back_when_created
     warnings = [r["message"] for r in log_records(product.logs()) if r.get("level") == "WARNING"]
     assert "stream deleted; no longer polled" in warnings
     assert "log group deleted; its streams are no longer polled" in warnings
+
+
+def test_garbled_answers_are_retried_without_loss_and_the_product_keeps_running(
+    start_fakecwl: Callable[..., FakeCloudWatchLogs],
+    sink: RecordingSink,
+    make_fake_product: Callable[..., Product],
+) -> None:
+    """A GetLogEvents answer that is not JSON (a proxy cut it short) is an
+    error of that call, retried like any other, not the end of the reader."""
+    fake = start_fakecwl(SEED)
+    w = Writer(fake, seed=SEED)
+    keys = [("/garbled", f"s{i}") for i in range(3)]
+    for k in keys:
+        w.put(*k, 900)
+        fake.page_cap(*k, 100)
+    fake.garble_next(6)
+    product = make_fake_product(fake, sink.url, CWC_LOG_GROUPS="/garbled").start()
+    wait_delivered(sink, w.counts(), 90, "every event despite the garbled answers")
+    garbled = [c for c in fake.get_calls() if c.note == "garbled"]
+    assert len(garbled) == 6
+    assert product.running()
+    assert product.terminate() == 0
+    assert_exactly_once_in_order(sink, w.counts())
+    check_ids(sink.docs(), [StreamTruth.read(fake, *k) for k in keys])
+    logs = product.logs()
+    assert logs.count("malformed response") >= 6
+    assert "task failed" not in logs

@@ -310,6 +310,7 @@ class FakeCloudWatchLogs:
         self._token_max_age_s: float | None = None
         self._throttle: dict[str | None, tuple[float, float]] = {}
         self._throttle_next: dict[str | None, list[str]] = {}
+        self._garble_next = 0
         self._latency: dict[str | None, float] = {}
         self._stats: dict[str, _OpStats] = {}
         self._calls: list[GetLogEventsCall] = []
@@ -651,6 +652,12 @@ class FakeCloudWatchLogs:
         with self._lock:
             self._throttle_next.setdefault(operation, []).extend([code] * n)
 
+    def garble_next(self, n: int) -> None:
+        """Cut the next ``n`` successful GetLogEvents answers in half (status 200,
+        a body that is not JSON): a proxy or a network fault, not AWS itself."""
+        with self._lock:
+            self._garble_next += n
+
     def freeze_stream_stats(
         self,
         group: str,
@@ -691,6 +698,7 @@ class FakeCloudWatchLogs:
         with self._lock:
             self._throttle.clear()
             self._throttle_next.clear()
+            self._garble_next = 0
             self._latency.clear()
             self._token_max_age_s = None
             for grp in self._groups.values():
@@ -774,6 +782,10 @@ class FakeCloudWatchLogs:
         else:
             stats.ok += 1
             status = 200
+            if op == "GetLogEvents" and self._garble_next > 0:  # under self._lock
+                self._garble_next -= 1
+                out = out[: len(out) // 2]
+                info["note"] = "garbled"
         if op == "GetLogEvents" and self._log_calls:
             self._log_get(req if isinstance(req, dict) else {}, info)
         return status, out
