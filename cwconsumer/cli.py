@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from cwconsumer import __version__
+from cwconsumer import __version__, earlystop
 from cwconsumer import logs as logsetup
 from cwconsumer.config import Config, load_config, parse_start_position, validate_db_path
 from cwconsumer.errors import ConfigError, CwcError
@@ -123,6 +123,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    earlystop.catch()  # a SIGTERM during start-up still ends in a clean exit 0
     cfg = _config()
     logsetup.setup(cfg.log_level, cfg.log_format, _secrets(cfg))
     from cwconsumer.service import Service

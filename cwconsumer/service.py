@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from cwconsumer import earlystop
 from cwconsumer.admin import AdminServer
 from cwconsumer.aws import LogsClient
 from cwconsumer.config import Config
@@ -128,20 +129,25 @@ class Service:
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            for signum in earlystop.take():  # received while starting
+                self._on_signal(signum, scope)
             async for signum in signals:
-                if not self._stop.is_set():
-                    log.info(
-                        "stop requested; finishing in-flight deliveries",
-                        extra={
-                            "signal": signal.Signals(signum).name,
-                            "timeout_s": self.cfg.shutdown_timeout_s,
-                        },
-                    )
-                    self._stop.set()
-                    _arm_watchdog(self.cfg.shutdown_timeout_s + 20.0)
-                else:
-                    log.warning("second stop signal; stopping now")
-                    scope.cancel()
+                self._on_signal(signum, scope)
+
+    def _on_signal(self, signum: int, scope: anyio.CancelScope) -> None:
+        if not self._stop.is_set():
+            log.info(
+                "stop requested; finishing in-flight deliveries",
+                extra={
+                    "signal": signal.Signals(signum).name,
+                    "timeout_s": self.cfg.shutdown_timeout_s,
+                },
+            )
+            self._stop.set()
+            _arm_watchdog(self.cfg.shutdown_timeout_s + 20.0)
+        else:
+            log.warning("second stop signal; stopping now")
+            scope.cancel()
 
     # -- lease ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@ process (signals where the promise is about processes)."""
 from __future__ import annotations
 
 import collections
+import signal
 import time
 from typing import Any
 
@@ -164,3 +165,35 @@ def test_sink_faults_500_429_hang_and_reset_lose_nothing(
     logs = product.logs()
     assert "sink delivery failed; retrying" in logs
     assert '"status":500' in logs and '"status":429' in logs and '"status":null' in logs
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (``SigCgt`` in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def test_sigterm_while_starting_still_exits_zero(
+    moto: Moto, sink: RecordingSink, make_product: Any
+) -> None:
+    """An orchestrator may stop a task that has only just started: SIGTERM
+    during imports, configuration or opening the database is a clean stop."""
+    moto.group("/g")
+    product = make_product(moto, sink.url, CWC_LOG_GROUPS="/g").start()
+    assert product.proc is not None
+    pid = product.proc.pid
+    deadline = time.monotonic() + 30
+    while not _catches_sigterm(pid):
+        assert time.monotonic() < deadline, "SIGTERM never caught"
+        assert product.proc.poll() is None, "the product ended on its own"
+        time.sleep(0.001)
+    # Caught from the start of `run`, long before the service is up.
+    assert '"starting"' not in product.logs()
+    assert product.terminate() == 0
+    assert "stop requested" in product.logs()
