@@ -21,9 +21,11 @@ surrogate, refused later by the sink as poison), stay dicts.
 NEVER DECODED. Events arrive from the API as :class:`~cwconsumer.model.LogEvent`
 whose ``message`` is still the JSON string token of the response; the
 document of a plain message copies that token as it is (valid JSON for the
-same text, whatever escapes AWS chose). A page is first checked as a whole,
-in C, for a message that may need parsing (:func:`_may_need_parsing`); only
-then are its messages decoded, one by one. Items given as dicts with
+same text, whatever escapes AWS chose). Every event of a page is first
+shaped so; then the first byte of each message token is picked from the
+lines, in C, and only messages starting with a trigger (``{``, a Lambda
+line's first characters) or an escape (which could hide one) are decoded
+and, when they need parsing, replaced by dicts. Items given as dicts with
 ``message`` as ``str`` (tests, tools) get the same documents from
 :meth:`Shaper._shape_dicts`, where each plain message is encoded by orjson.
 
@@ -41,10 +43,11 @@ encoding below must never change.
 
 from __future__ import annotations
 
+import binascii
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
 
@@ -126,23 +129,20 @@ def _is_lambda_group(group: str) -> bool:
     return group.startswith("/aws/lambda/") or ":log-group:/aws/lambda/" in group
 
 
-_get_message: Final = attrgetter("message")
-_OPEN_BRACE: Final = ord("{")
-_BACKSLASH: Final = ord("\\")
+_get_timestamp: Final = attrgetter("timestamp")
+_digest = xxhash.xxh3_128_digest
+_hexlify = binascii.hexlify  # of the digest: the same 32 characters as the hexdigest, as bytes
+
+_STAMP_AT: Final = len(b'{"@timestamp":"')
+_STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 0001-9999
+_HEAD_LEN: Final = _STAMP_END + len(b'","message":')
+_first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
+"""Of a plain line: the first byte of the message's JSON string, after its quote."""
 
 
-def _may_need_parsing(events: Sequence[LogEvent]) -> bool:
-    """Whether a message of the page may be a JSON object: one starts with
-    ``{``, or with an escape (which could hide one). Judged in C on the first
-    byte after each raw JSON string's opening quote, so the page's messages
-    are decoded one by one only when this says so. A false alarm only costs
-    time."""
-    raws = list(map(_get_message, events))
-    if len(raws) == 1:
-        return bytes(raws[0])[1:2] in (b"{", b"\\")
-    blob = b"".join(raws)
-    firsts = itemgetter(*accumulate(map(len, raws[:-1]), initial=1))(blob)
-    return _OPEN_BRACE in firsts or _BACKSLASH in firsts
+def _head(stamp: str) -> bytes:
+    """A plain line up to its message: always :data:`_HEAD_LEN` bytes."""
+    return b'{"@timestamp":"' + stamp.encode() + b'","message":'
 
 
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
@@ -162,6 +162,7 @@ class Shaper:
         "_aws",
         "_cloud",
         "_cloudwatch",
+        "_flagged",
         "_id_key",
         "_id_prefix",
         "_json_tail",
@@ -193,6 +194,16 @@ class Shaper:
             triggers |= FIRST_CHARS
         # First characters that send a message down the parsing path.
         self._triggers = frozenset(triggers)
+        # First bytes of a message token that call for a look at its text: a
+        # trigger, or an escape that may hide one (all triggers are ASCII).
+        assert all(c.isascii() for c in triggers)
+        self._flagged = (
+            re.compile(
+                b"[" + b"".join(re.escape(c.encode()) for c in sorted(triggers | {"\\"})) + b"]"
+            )
+            if triggers
+            else None
+        )
         self._id_prefix = _id_prefix(group, stream)
         # The whole hashed key in one call: prefix, ts and ordinal (event_id).
         self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
@@ -246,33 +257,48 @@ class Shaper:
     def _shape_raw(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
     ) -> tuple[list[Doc], list[int], int | None, int, int]:
-        """:meth:`shape` for events as decoded from the API: the hot path."""
-        docs: list[Doc] = []
-        timestamps: list[int] = []
-        add_doc = docs.append
-        add_ts = timestamps.append
+        """:meth:`shape` for events as decoded from the API: the hot path.
+
+        Every event is first shaped as a plain line (the message's JSON token
+        copied), then the few whose message may need parsing (first byte a
+        trigger or an escape) are decoded and, if they do, replaced by dicts.
+        """
+        docs, last_ts, ordinal = self._plain_lines(events, prev_ts, prev_ord)
+        nbytes = sum(map(len, docs)) + len(docs)
+        flagged = self._flagged
+        if flagged is not None and docs:
+            firsts = bytes(map(_first_message_byte, docs))
+            for match in flagged.finditer(firsts):
+                nbytes += self._parse_one(docs, match.start(), events[match.start()])
+        return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
+
+    def _plain_lines(
+        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], int | None, int]:
+        """Each event as its JSON line, message token as the API sent it.
+
+        Returns the lines and the last event's timestamp and ordinal."""
+        lines: list[Doc] = []
+        add = lines.append
         id_key = self._id_key
         id_prefix = self._id_prefix
-        hexdigest = _hexdigest
+        digest = _digest
+        hexlify = _hexlify
         join = b"".join
-        triggers = self._triggers
-        check_each = self._parse_lambda or (self._parse_json and _may_need_parsing(events))
         prefixes = _SECOND_PREFIXES
         suffix = _MS_SUFFIX
-        sec: int | None = None
-        stamp_prefix = ""
-        overhead = self._overhead
-        json_tail = self._json_tail
-        no_ingested_tail = b'"}' + json_tail
-        nbytes = 0
+        no_ingested_tail = b'"}' + self._json_tail
+        id_label = _EVENT_ID_KEY
         last_ts = prev_ts
         ordinal = prev_ord
-        stamp_ts: int | None = None
-        stamp = ""
-        head = b""
+        sec: int | None = None
+        stamp_prefix = ""
+        # The line's head for last_ts; computed here so that an event of the
+        # previous page's last millisecond (ordinal > 0 at once) has it.
+        head = b"" if prev_ts is None else _head(iso_ms(prev_ts))
+        # Events of one PutLogEvents call share their ingestionTime: format it once.
         last_ingested: int | None = None
-        ingested_text = ""
-        ingested_tail = no_ingested_tail
+        tail = no_ingested_tail
         for ev in events:
             ts = ev.timestamp
             if ts == last_ts:
@@ -280,44 +306,45 @@ class Shaper:
             else:
                 ordinal = 0
                 last_ts = ts
-            if ts != stamp_ts:
-                stamp_ts = ts
                 s = ts // 1000
                 if s != sec:
                     sec = s
                     stamp_prefix = prefixes.get(s) or _second_prefix(s)
-                stamp = stamp_prefix + suffix[ts - s * 1000]
-                head = b'{"@timestamp":"' + stamp.encode() + b'","message":'
+                head = (
+                    b'{"@timestamp":"'
+                    + (stamp_prefix + suffix[ts - s * 1000]).encode()
+                    + b'","message":'
+                )
             ingested = ev.ingestionTime
-            if ingested is None:
-                tail = no_ingested_tail
-            else:
-                if ingested != last_ingested:
-                    last_ingested = ingested
-                    ingested_text = iso_ms(ingested)
-                    ingested_tail = b'","ingested":"' + ingested_text.encode() + b'"}' + json_tail
-                tail = ingested_tail
-            event_hex = hexdigest(id_key(id_prefix, ts, ordinal))
-            if check_each:
-                message = message_text(ev)
-                if message is not None and message[:1] in triggers:
-                    event = (
-                        {"id": event_hex}
-                        if ingested is None
-                        else {"id": event_hex, "ingested": ingested_text}
-                    )
-                    doc, extra = self._shape_parsed(stamp, message, event)
-                    size = len(ev.message)  # its JSON: close to, never below, its UTF-8
-                    nbytes += overhead + size + extra
-                    add_doc(doc)
-                    add_ts(ts)
-                    continue
-            # The message's JSON string exactly as the API sent it.
-            line = join((head, ev.message, _EVENT_ID_KEY, event_hex.encode(), tail))
-            nbytes += len(line) + 1
-            add_doc(line)
-            add_ts(ts)
-        return docs, timestamps, last_ts, ordinal, nbytes
+            if ingested != last_ingested:
+                last_ingested = ingested
+                tail = (
+                    no_ingested_tail
+                    if ingested is None
+                    else b'","ingested":"' + iso_ms(ingested).encode() + no_ingested_tail
+                )
+            event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
+            add(join((head, ev.message, id_label, event_hex, tail)))
+        return lines, last_ts, ordinal
+
+    def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
+        """Replace plain line ``docs[i]`` by the parsed document if its message
+        is one to parse; returns the change in the estimated byte count."""
+        message = message_text(ev)
+        if message is None or message[:1] not in self._triggers:
+            return 0  # an escape that hid nothing to parse: the line stands
+        line = docs[i]
+        assert isinstance(line, bytes)
+        # The plain line already holds this event's time and id, at fixed
+        # offsets (HEAD_LEN): read them back rather than recount ordinals.
+        id_at = _HEAD_LEN + len(ev.message) + len(_EVENT_ID_KEY)
+        event = {"id": line[id_at : id_at + 32].decode()}
+        if ev.ingestionTime is not None:
+            event["ingested"] = iso_ms(ev.ingestionTime)
+        doc, extra = self._shape_parsed(line[_STAMP_AT:_STAMP_END].decode(), message, event)
+        docs[i] = doc
+        # Its JSON: close to, never below, its UTF-8 (the token as sent).
+        return self._overhead + len(ev.message) + extra - (len(line) + 1)
 
     def _shape_dicts(
         self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int

@@ -565,3 +565,35 @@ def test_one_json_object_anywhere_in_a_page_is_found(n: int, odd: str) -> None:
         parsed = [i for i, d in enumerate(docs) if "json" in doc_fields(d)]
         assert parsed == [k], (n, k, odd)
         assert doc_fields(docs[k])["json"] == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    "ts_ms",
+    [
+        -62135596800000,  # 0001-01-01T00:00:00.000Z, the earliest time a document can carry
+        -1,
+        0,
+        T0,
+        253402300799999,  # 9999-12-31T23:59:59.999Z, the latest
+    ],
+)
+def test_parsed_documents_keep_time_and_id_at_the_edges_of_time(ts_ms: int) -> None:
+    """A parsed document's time and id are read back from the event's plain
+    line at fixed offsets: they are the same as the dict path's at any time,
+    for the first event of a page and for one in the previous page's
+    millisecond."""
+    shaper = _Shaper("/aws/lambda/f", STREAM, "eu-west-1", "auto")
+    items = [
+        {"timestamp": ts_ms, "message": '{"k": 1}', "ingestionTime": ts_ms},
+        {"timestamp": ts_ms, "message": "plain"},
+        {"timestamp": ts_ms, "message": REPORT, "ingestionTime": ts_ms},
+    ]
+    for prev in [(None, -1), (ts_ms, 4)]:
+        fast = shaper.shape(_from_api(items), *prev)
+        assert fast[:4] == shaper.shape(items, *prev)[:4]
+        fields = [doc_fields(d) for d in fast[0]]
+        assert [f["@timestamp"] for f in fields] == [iso_ms(ts_ms)] * 3
+        first = 0 if prev[0] is None else prev[1] + 1
+        ids = [event_id("/aws/lambda/f", STREAM, ts_ms, first + i) for i in range(3)]
+        assert [f["event"]["id"] for f in fields] == ids
+        assert "json" in fields[0] and "lambda" in fields[2]["aws"]
