@@ -146,8 +146,8 @@ class Lane:
         return chunks
 
     async def _deliver(self, chunks: list[Chunk]) -> None:
-        if len(chunks) == 1:
-            docs, stamps = list(chunks[0].docs), list(chunks[0].timestamps)
+        if len(chunks) == 1:  # never changed in place: shared, not copied
+            docs, stamps = chunks[0].docs, chunks[0].timestamps
         else:
             docs = list(chain.from_iterable(c.docs for c in chunks))
             stamps = list(chain.from_iterable(c.timestamps for c in chunks))
@@ -200,7 +200,7 @@ class Lane:
     async def _send_all(self, batch: OutBatch) -> list[Rejected]:
         """Deliver ``batch`` in order until every event is confirmed or
         refused for good. Returns the refused ones (indexes into ``batch``)."""
-        work: deque[list[int]] = deque([list(range(len(batch)))])
+        work: deque[Sequence[int]] = deque([range(len(batch))])
         rejected: list[Rejected] = []
         attempt = 0
         while work:
@@ -255,7 +255,7 @@ class Lane:
                     work.appendleft(idx[:half])
         return rejected
 
-    def _per_item(self, idx: list[int], res: SendResult, rejected: list[Rejected]) -> list[int]:
+    def _per_item(self, idx: Sequence[int], res: SendResult, rejected: list[Rejected]) -> list[int]:
         assert res.items is not None
         again: list[int] = []
         for j, outcome in enumerate(res.items):

@@ -9,6 +9,7 @@ deterministic ``event.id``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,5 +196,5 @@ class OutBatch:
     def slice(self, start: int, stop: int) -> OutBatch:
         return OutBatch(self.docs[start:stop], self.timestamps_ms[start:stop])
 
-    def pick(self, indexes: list[int]) -> OutBatch:
+    def pick(self, indexes: Sequence[int]) -> OutBatch:
         return OutBatch([self.docs[i] for i in indexes], [self.timestamps_ms[i] for i in indexes])
