@@ -24,14 +24,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import cast
 
 import anyio
 
 from cwconsumer.flow import Budget, Channel
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
-from cwconsumer.model import Chunk, Doc, Lines, OutBatch, StreamKey, doc_fields
+from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult, Sink
 from cwconsumer.sinks.formats import dumps_doc
 from cwconsumer.store import Commit, DeadLetter, Store
@@ -147,15 +146,10 @@ class Lane:
         return chunks
 
     async def _deliver(self, chunks: list[Chunk]) -> None:
-        docs: Sequence[Doc]
         if len(chunks) == 1:  # never changed in place: shared, not copied
             docs, stamps = chunks[0].docs, chunks[0].timestamps
         else:
-            parts = [c.docs for c in chunks]
-            if all(isinstance(p, Lines) for p in parts):  # as shaped: one buffer
-                docs = Lines.concat(cast("list[Lines]", parts))
-            else:
-                docs = list(chain.from_iterable(parts))
+            docs = list(chain.from_iterable(c.docs for c in chunks))
             stamps = list(chain.from_iterable(c.timestamps for c in chunks))
         nbytes = sum(c.nbytes for c in chunks)
         self.in_flight = len(docs)
@@ -173,9 +167,7 @@ class Lane:
         self._budget.release(len(docs), nbytes)
         self._health.confirmed()
 
-    async def _commit(
-        self, chunks: list[Chunk], docs: Sequence[Doc], rejected: list[Rejected]
-    ) -> None:
+    async def _commit(self, chunks: list[Chunk], docs: list[Doc], rejected: list[Rejected]) -> None:
         dead_per: dict[StreamKey, int] = {}
         dead_rows: list[DeadLetter] = []
         if rejected:

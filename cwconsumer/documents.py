@@ -46,16 +46,15 @@ from __future__ import annotations
 import binascii
 import re
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from itertools import accumulate, repeat
-from operator import add, attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
 
 import orjson
 import xxhash
 
-from cwconsumer.model import Doc, Lines, LogEvent, message_text
+from cwconsumer.model import Doc, LogEvent, message_text
 from cwconsumer.parsing.jsonmsg import parse_object
 from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
 
@@ -137,17 +136,8 @@ _hexlify = binascii.hexlify  # of the digest: the same 32 characters as the hexd
 _STAMP_AT: Final = len(b'{"@timestamp":"')
 _STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 0001-9999
 _HEAD_LEN: Final = _STAMP_END + len(b'","message":')
-_get_message: Final = attrgetter("message")
-_get_ingested: Final = attrgetter("ingestionTime")
-_INGESTED_LEN: Final = len(b'","ingested":"') + len(iso_ms(0))
-"""What ``event.ingested`` adds to a plain line."""
-
-
-def _line_ends(buf: bytes) -> list[int]:
-    """Offsets just after each newline of ``buf`` (NDJSON that ends in one)."""
-    lines = buf.split(b"\n")
-    lines.pop()
-    return list(accumulate(map(add, map(len, lines), repeat(1))))
+_first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
+"""Of a plain line: the first byte of the message's JSON string, after its quote."""
 
 
 def _head(stamp: str) -> bytes:
@@ -176,7 +166,6 @@ class Shaper:
         "_id_key",
         "_id_prefix",
         "_json_tail",
-        "_line_fixed",
         "_overhead",
         "_parse_json",
         "_parse_lambda",
@@ -235,10 +224,6 @@ class Shaper:
         self._json_tail = (
             b',"aws":' + orjson.dumps(self._aws) + b',"cloud":' + orjson.dumps(self._cloud) + b"}"
         )
-        # Bytes of a plain line without "ingested", newline included, but its message.
-        self._line_fixed = (
-            _HEAD_LEN + len(_EVENT_ID_KEY) + 32 + len(b'"}') + len(self._json_tail) + 1
-        )
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -248,7 +233,7 @@ class Shaper:
         events: Sequence[LogEvent] | Sequence[Mapping[str, Any]],
         prev_ts: int | None,
         prev_ord: int,
-    ) -> tuple[Sequence[Doc], list[int], int | None, int, int]:
+    ) -> tuple[list[Doc], list[int], int | None, int, int]:
         """Shape GetLogEvents items, in stream order: :class:`LogEvent` as
         decoded from the API, or dicts (``timestamp`` and ``ingestionTime`` as
         int ms, ``message`` as str). All items of one call are of one kind.
@@ -271,67 +256,38 @@ class Shaper:
 
     def _shape_raw(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
-    ) -> tuple[Sequence[Doc], list[int], int | None, int, int]:
+    ) -> tuple[list[Doc], list[int], int | None, int, int]:
         """:meth:`shape` for events as decoded from the API: the hot path.
 
-        The documents come back as one :class:`~cwconsumer.model.Lines`
-        buffer. Every event is first written as a plain line (the message's
-        JSON token copied); then the few whose message may need parsing (first
-        byte a trigger or an escape) are decoded and, if they do, their line
-        is replaced by the parsed document's JSON.
+        Every event is first shaped as a plain line (the message's JSON token
+        copied), then the few whose message may need parsing (first byte a
+        trigger or an escape) are decoded and, if they do, replaced by dicts.
         """
-        parts, last_ts, ordinal, all_ingested = self._plain_parts(events, prev_ts, prev_ord)
-        buf = b"".join(parts)
-        ends = self._plain_ends(events, all_ingested)
-        if ends and ends[-1] != len(buf):  # never expected (tested): then count them
-            ends = _line_ends(buf)
+        docs, last_ts, ordinal = self._plain_lines(events, prev_ts, prev_ord)
+        nbytes = sum(map(len, docs)) + len(docs)
         flagged = self._flagged
-        if flagged is not None and ends:
-            firsts = bytes(map(buf.__getitem__, map(add, [0, *ends[:-1]], repeat(_HEAD_LEN + 1))))
-            parsed = 0
+        if flagged is not None and docs:
+            firsts = bytes(map(_first_message_byte, docs))
             for match in flagged.finditer(firsts):
-                i = match.start()
-                start = ends[i - 1] if i else 0
-                line = self._parse_one(buf[start : ends[i] - 1], events[i])
-                if line is not None:
-                    parts[5 * i : 5 * i + 5] = (line, b"\n", b"", b"", b"")
-                    parsed += 1
-            if parsed:
-                buf = b"".join(parts)
-                ends = _line_ends(buf)
-        return Lines(buf, ends), list(map(_get_timestamp, events)), last_ts, ordinal, len(buf)
+                nbytes += self._parse_one(docs, match.start(), events[match.start()])
+        return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
 
-    def _plain_ends(self, events: Sequence[LogEvent], all_ingested: bool) -> list[int]:
-        """Where each plain line of ``events`` ends (after its newline), known
-        without looking at the lines: a fixed part, the message token, and
-        ``event.ingested`` or not."""
-        lengths = map(len, map(_get_message, events))
-        fixed = self._line_fixed
-        if all_ingested:
-            extras: Iterator[int] = repeat(fixed + _INGESTED_LEN)
-        else:
-            extras = map(
-                {None: fixed}.get, map(_get_ingested, events), repeat(fixed + _INGESTED_LEN)
-            )
-        return list(accumulate(map(add, lengths, extras)))
-
-    def _plain_parts(
+    def _plain_lines(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
-    ) -> tuple[list[bytes], int | None, int, bool]:
-        """Each event as its JSON line and a newline, message token as the API
-        sent it: five parts per event, to be joined.
+    ) -> tuple[list[Doc], int | None, int]:
+        """Each event as its JSON line, message token as the API sent it.
 
-        Returns the parts, the last event's timestamp and ordinal, and whether
-        every event had an ``ingestionTime``."""
-        parts: list[bytes] = []
-        add = parts.extend
+        Returns the lines and the last event's timestamp and ordinal."""
+        lines: list[Doc] = []
+        add = lines.append
         id_key = self._id_key
         id_prefix = self._id_prefix
         digest = _digest
         hexlify = _hexlify
+        join = b"".join
         prefixes = _SECOND_PREFIXES
         suffix = _MS_SUFFIX
-        no_ingested_tail = b'"}' + self._json_tail + b"\n"
+        no_ingested_tail = b'"}' + self._json_tail
         id_label = _EVENT_ID_KEY
         last_ts = prev_ts
         ordinal = prev_ord
@@ -342,7 +298,6 @@ class Shaper:
         head = b"" if prev_ts is None else _head(iso_ms(prev_ts))
         # Events of one PutLogEvents call share their ingestionTime: format it once.
         last_ingested: int | None = None
-        all_ingested = True
         tail = no_ingested_tail
         for ev in events:
             ts = ev.timestamp
@@ -363,34 +318,33 @@ class Shaper:
             ingested = ev.ingestionTime
             if ingested != last_ingested:
                 last_ingested = ingested
-                if ingested is None:
-                    tail = no_ingested_tail
-                    all_ingested = False
-                else:
-                    tail = b'","ingested":"' + iso_ms(ingested).encode() + no_ingested_tail
-            elif ingested is None:
-                all_ingested = False
+                tail = (
+                    no_ingested_tail
+                    if ingested is None
+                    else b'","ingested":"' + iso_ms(ingested).encode() + no_ingested_tail
+                )
             event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
-            add((head, ev.message, id_label, event_hex, tail))
-        return parts, last_ts, ordinal, all_ingested
+            add(join((head, ev.message, id_label, event_hex, tail)))
+        return lines, last_ts, ordinal
 
-    def _parse_one(self, line: bytes, ev: LogEvent) -> bytes | None:
-        """The JSON of the parsed document of plain ``line`` (no newline), or
-        None if its message needs no parsing after all."""
+    def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
+        """Replace plain line ``docs[i]`` by the parsed document if its message
+        is one to parse; returns the change in the estimated byte count."""
         message = message_text(ev)
         if message is None or message[:1] not in self._triggers:
-            return None  # an escape that hid nothing to parse: the line stands
+            return 0  # an escape that hid nothing to parse: the line stands
+        line = docs[i]
+        assert isinstance(line, bytes)
         # The plain line already holds this event's time and id, at fixed
         # offsets (HEAD_LEN): read them back rather than recount ordinals.
         id_at = _HEAD_LEN + len(ev.message) + len(_EVENT_ID_KEY)
         event = {"id": line[id_at : id_at + 32].decode()}
         if ev.ingestionTime is not None:
             event["ingested"] = iso_ms(ev.ingestionTime)
-        doc, _ = self._shape_parsed(line[_STAMP_AT:_STAMP_END].decode(), message, event)
-        try:
-            return orjson.dumps(doc)
-        except orjson.JSONEncodeError:  # not expected from decoded text: keep the line
-            return None
+        doc, extra = self._shape_parsed(line[_STAMP_AT:_STAMP_END].decode(), message, event)
+        docs[i] = doc
+        # Its JSON: close to, never below, its UTF-8 (the token as sent).
+        return self._overhead + len(ev.message) + extra - (len(line) + 1)
 
     def _shape_dicts(
         self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int

@@ -9,11 +9,9 @@ deterministic ``event.id``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from operator import add
-from typing import Any, overload
+from typing import Any
 
 import msgspec
 import orjson
@@ -24,102 +22,6 @@ or the same document already serialized as JSON (``bytes``: what the shaper
 makes of most events, so no per-event dicts exist and no sink encodes them
 again). Read fields with :func:`doc_fields`; serialize with
 ``cwconsumer.sinks.formats.dumps_doc``, never ``orjson.dumps(doc)``."""
-
-
-class Lines(Sequence[bytes]):
-    """Serialized documents held as ONE buffer, newline-delimited JSON: the
-    shaper's output for a page, so that no ``bytes`` object per event is ever
-    made on the way to an NDJSON sink (:meth:`ndjson` is its request body as
-    it is, or one slice of it).
-
-    ``ends[i]`` is the offset in ``buf`` just after the newline that ends
-    line ``i``; the first line starts at ``start``. Indexing gives a line
-    without its newline (a new ``bytes``); slicing gives a :class:`Lines`
-    sharing the buffer. A JSON document never holds a raw newline, so the
-    lines are exactly the documents. Immutable, like ``bytes``.
-    """
-
-    __slots__ = ("_buf", "_ends", "_start")
-
-    def __init__(self, buf: bytes, ends: list[int], start: int = 0) -> None:
-        self._buf = buf
-        self._ends = ends
-        self._start = start
-
-    def __len__(self) -> int:
-        return len(self._ends)
-
-    @overload
-    def __getitem__(self, i: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Lines: ...
-
-    def __getitem__(self, i: int | slice) -> bytes | Lines:
-        ends = self._ends
-        if isinstance(i, slice):
-            a, b, step = i.indices(len(ends))
-            if step != 1:
-                raise ValueError("Lines slices take every line")
-            if a >= b:
-                return Lines(b"", [])
-            return Lines(self._buf, ends[a:b], self._start if a == 0 else ends[a - 1])
-        n = len(ends)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("Lines index out of range")
-        return self._buf[self._start if i == 0 else ends[i - 1] : ends[i] - 1]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.split())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Lines):
-            return self.ndjson() == other.ndjson()
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return self.split() == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Lines({len(self)} documents, {self.nbytes} bytes)"
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of :meth:`ndjson`: the documents plus one newline each."""
-        return (self._ends[-1] - self._start) if self._ends else 0
-
-    def ndjson(self) -> bytes:
-        """The documents, each followed by a newline (the buffer itself when
-        this is all of it)."""
-        if not self._ends:
-            return b""
-        start, end, buf = self._start, self._ends[-1], self._buf
-        return buf if start == 0 and end == len(buf) else buf[start:end]
-
-    def split(self) -> list[bytes]:
-        """The documents as a list of ``bytes`` (one split in C)."""
-        if not self._ends:
-            return []
-        lines = self.ndjson().split(b"\n")
-        lines.pop()  # after the final newline
-        return lines
-
-    @staticmethod
-    def concat(parts: Sequence[Lines]) -> Lines:
-        """One :class:`Lines` of ``parts`` in order: one copy of their bytes."""
-        if len(parts) == 1:
-            return parts[0]
-        ends: list[int] = []
-        at = 0
-        for p in parts:
-            if p._ends:
-                ends.extend(map(add, p._ends, repeat(at - p._start)))
-                at = ends[-1]
-        views = [memoryview(p._buf)[p._start : p._ends[-1]] for p in parts if p._ends]
-        return Lines(b"".join(views), ends)
 
 
 class LogEvent(msgspec.Struct, gc=False, frozen=True):
@@ -204,7 +106,7 @@ class Chunk:
     """
 
     key: StreamKey
-    docs: Sequence[Doc]  # a Lines from the shaper
+    docs: list[Doc]
     timestamps: list[int]
     page_token: str | None  # token sent to fetch this page (None: by start_time)
     page_start_time_ms: int | None  # startTime sent when page_token is None
@@ -285,7 +187,7 @@ class Chunk:
 class OutBatch:
     """What a sink is asked to deliver: documents in order, with their times."""
 
-    docs: Sequence[Doc]  # a Lines when every document is serialized
+    docs: list[Doc]
     timestamps_ms: list[int]
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ from typing import cast
 
 import orjson
 
-from cwconsumer.model import Doc, Lines
+from cwconsumer.model import Doc
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 JSON_CONTENT_TYPE = "application/json"
@@ -40,8 +40,6 @@ def dumps_doc(doc: Doc) -> bytes:
 def dumps_each(docs: Sequence[Doc]) -> tuple[list[bytes], dict[int, str]]:
     """Serialise each document; return the lines and ``{index: reason}`` for
     the documents that could not be serialised (their line is ``b""``)."""
-    if isinstance(docs, Lines):
-        return docs.split(), {}
     if all(map(isinstance, docs, repeat(bytes))):
         return list(cast("Sequence[bytes]", docs)), {}  # as the shaper serialized them
     try:

@@ -49,9 +49,9 @@ import anyio.to_thread
 
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError, SinkError
-from cwconsumer.model import Lines, OutBatch
+from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome, SendResult
-from cwconsumer.sinks.formats import NDJSON, PlainFormat, dumps_each
+from cwconsumer.sinks.formats import PlainFormat, dumps_each
 
 USER_AGENT = f"cwconsumer/{__version__}"
 DETAIL_BODY_CHARS = 500
@@ -374,13 +374,10 @@ class HttpSink(PosterSink):
     async def send(self, batch: OutBatch) -> SendResult:
         if not batch.docs:
             return SendResult(Outcome.OK, detail="empty batch")
-        if isinstance(batch.docs, Lines) and self.format is NDJSON:
-            body = batch.docs.ndjson()  # as the shaper wrote it
-        else:
-            lines, bad = dumps_each(batch.docs)
-            if bad:
-                return poison_items(len(batch), bad)
-            body = self.format.join(lines)
+        lines, bad = dumps_each(batch.docs)
+        if bad:
+            return poison_items(len(batch), bad)
+        body = self.format.join(lines)
         too_large = self._poster.oversize(body, len(batch))
         if too_large is not None:
             return too_large
