@@ -569,17 +569,16 @@ def scenario_rate(args: argparse.Namespace) -> list[Row]:
             f"rate {rate}/s: pages/s per window {[round(p, 2) for p in per_window]}, "
             f"max in any 1 s: {peak}, in any 5 s: {peak5}, backlog left: {backlog_left}"
         )
-        # Calls leave the limiter exactly 1/rate apart; they reach the stand-in
-        # a little later, by a varying delay (request building, a busy event
-        # loop), so two can land closer than 1/rate: one extra call in a
-        # 1-second window is that jitter, not a burst. Over 5 s it must vanish.
-        ok = pages >= 0.95 * rate and peak <= rate + 1 and peak5 <= 5 * rate + 1 and backlog_left
+        # Calls are reserved 1/rate apart and checked again as they leave (no
+        # more than the rate within any 1.02 s), so no 1-second window at the
+        # stand-in may hold more than the rate.
+        ok = pages >= 0.95 * rate and peak <= rate and peak5 <= 5 * rate and backlog_left
         rows.append(
             Row(
                 "2 rate",
                 f"pages/s at CWC_API_RATE={rate} (most in any 1 s / any 5 s)",
                 f"{pages:.2f} = {pages / rate:.1%} ({peak} / {peak5})",
-                f"≥ {0.95 * rate:g}/s; ≤ {rate}+1 / {5 * rate}+1",
+                f"≥ {0.95 * rate:g}/s; ≤ {rate} / {5 * rate}",
                 verdict(ok),
                 f"median of {k} × {width:g}-s windows",
                 {

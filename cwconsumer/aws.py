@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -188,6 +188,10 @@ class LogsClient:
         session = make_session()
         self._cm = session.create_client("logs", region_name=self.region, config=self._config)
         self._client = await self._cm.__aenter__()
+        # Every paced call is checked again as its request leaves (ratelimit).
+        service = self._client.meta.service_model.service_id.hyphenize()
+        for op, rate in self.rates.items():
+            self._client.meta.events.register(f"before-send.{service}.{op}", _departure(rate))
         return self
 
     async def __aexit__(
@@ -295,6 +299,17 @@ class LogsClient:
             params["startTime"] = start_time_ms
         r = await self._call("GetLogEvents", **params)
         return Page(r.get("events") or [], r.get("nextForwardToken") or token or "")
+
+
+def _departure(rate: AdaptiveRate) -> Callable[..., Awaitable[None]]:
+    """A ``before-send`` handler: waits for :meth:`AdaptiveRate.depart`, then
+    lets botocore send (it must return None, or botocore takes the result as
+    the answer)."""
+
+    async def before_send(**_: Any) -> None:
+        await rate.depart()
+
+    return before_send
 
 
 _SNAKE = {

@@ -5,13 +5,27 @@ other tool, so the limit is enforced here, not left to botocore: calls are
 spaced by reservation (never above the current rate, no bursts), the rate is
 halved at most once a second on throttling, and it climbs back linearly to
 the configured target (10 % of the target per second without throttling).
+
+Spacing happens when a worker reserves its slot; the request leaves a little
+later (botocore builds and signs it; the event loop may be busy shaping a
+page), by a delay that varies, so two calls can leave closer together than
+their slots were. A second check at departure (:meth:`AdaptiveRate.depart`,
+run from botocore's ``before-send`` event) holds a request while the rate's
+worth of calls already left within the last :data:`DEPARTURE_WINDOW_S`, so
+the API never sees more than the rate in any second, not just on average.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import anyio
+
+DEPARTURE_WINDOW_S = 1.02
+"""At most ``floor(rate)`` requests leave within any window this long: one
+second plus a margin for what still varies after departure (the network, the
+server's own clock)."""
 
 
 class AdaptiveRate:
@@ -24,6 +38,7 @@ class AdaptiveRate:
         self._next_slot = 0.0
         self._last_cut = -1e9
         self._last_update = time.monotonic()
+        self._departures: deque[float] = deque()
         self.throttles = 0
 
     def _recover(self, now: float) -> None:
@@ -38,6 +53,24 @@ class AdaptiveRate:
         self._next_slot = slot + 1.0 / self.rate
         if slot > now:
             await anyio.sleep(slot - now)
+
+    async def depart(self) -> float:
+        """Just before a reserved call's request leaves: wait while
+        ``floor(rate)`` (at least 1) requests left within the last
+        :data:`DEPARTURE_WINDOW_S`. Returns the departure time recorded
+        (``time.monotonic()``). Rarely waits, and then by milliseconds: the
+        reservations already space the calls."""
+        left = self._departures
+        while True:
+            cap = max(1, int(self.rate))
+            now = time.monotonic()
+            while left and now - left[0] >= DEPARTURE_WINDOW_S:
+                left.popleft()
+            if len(left) < cap:
+                left.append(now)
+                return now
+            # Bounded: the oldest departure leaves the window by then.
+            await anyio.sleep(left[-cap] + DEPARTURE_WINDOW_S - now)
 
     def on_throttle(self) -> bool:
         """Record a throttling answer; returns True when the rate was cut."""

@@ -1,0 +1,88 @@
+"""The shared call rate: spacing by reservation, and the check at departure
+that keeps any one second at or under the rate (cwconsumer.ratelimit)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from cwconsumer.aws import LogsClient
+from cwconsumer.ratelimit import DEPARTURE_WINDOW_S, AdaptiveRate
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best = j = 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def depart_all(rate: AdaptiveRate, n: int) -> list[float]:
+    times: list[float] = []
+
+    async def one() -> None:
+        times.append(await rate.depart())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return times
+
+
+@pytest.mark.anyio
+async def test_bunched_requests_leave_at_most_the_rate_in_any_window() -> None:
+    """Requests that all want to leave at once (slots bunched by a busy event
+    loop) are held so that no window of DEPARTURE_WINDOW_S holds more than
+    the rate; they are not held longer than that needs."""
+    rate = AdaptiveRate(10)
+    started = time.monotonic()
+    times = await depart_all(rate, 25)
+    assert len(times) == 25
+    assert most_in_any_window(times, DEPARTURE_WINDOW_S) == 10
+    # 25 at 10 per window: the first 10 at once, then two more windows.
+    assert max(times) - started >= 2 * DEPARTURE_WINDOW_S
+    assert max(times) - started < 2 * DEPARTURE_WINDOW_S + 1.0
+
+
+@pytest.mark.anyio
+async def test_a_rate_cut_by_throttling_lowers_the_cap_at_once() -> None:
+    rate = AdaptiveRate(8)
+    first = await depart_all(rate, 8)
+    assert rate.on_throttle() and rate.rate == 4
+    later = await depart_all(rate, 4)
+    # After the cut, 4 per window counting the 8 that already left.
+    assert min(later) - min(first) >= DEPARTURE_WINDOW_S
+    assert most_in_any_window(later, DEPARTURE_WINDOW_S) == 4
+
+
+@pytest.mark.anyio
+async def test_a_rate_below_one_per_second_still_lets_one_call_leave() -> None:
+    rate = AdaptiveRate(0.5)
+    times = await depart_all(rate, 2)
+    assert most_in_any_window(times, DEPARTURE_WINDOW_S) == 1
+
+
+@pytest.mark.anyio
+async def test_every_paced_call_is_checked_as_its_request_leaves(
+    start_fakecwl: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs from botocore's before-send event for each paced
+    operation, through the real client against the stand-in."""
+    fake = start_fakecwl()
+    fake.put("/g", "s", [(1_795_255_200_000 + i, f"m{i}") for i in range(3)])
+    for name, value in fake.client_env().items():
+        monkeypatch.setenv(name, value)
+    async with LogsClient(fake.region, get_rate=1000, describe_rate=1000, timeout_s=10) as logs:
+        page = await logs.get_log_events("/g", "s", None, None)
+        assert len(page.events) == 3
+        await logs.describe_log_streams("/g", None)
+        await logs.describe_log_groups(None, None)
+        for op in ("GetLogEvents", "DescribeLogStreams", "DescribeLogGroups"):
+            assert len(logs.rates[op]._departures) == 1, op
