@@ -55,22 +55,26 @@ class AdaptiveRate:
             await anyio.sleep(slot - now)
 
     async def depart(self) -> float:
-        """Just before a reserved call's request leaves: wait while
-        ``floor(rate)`` (at least 1) requests left within the last
-        :data:`DEPARTURE_WINDOW_S`. Returns the departure time recorded
-        (``time.monotonic()``). Rarely waits, and then by milliseconds: the
-        reservations already space the calls."""
+        """Just before a reserved call's request leaves: its departure time is
+        the earliest, no earlier than the previous request's, at which fewer
+        than ``floor(rate)`` (at least 1) requests left within the last
+        :data:`DEPARTURE_WINDOW_S`; waits until then and returns it
+        (``time.monotonic()``). First come, first served. Rarely waits, and
+        then by milliseconds: the reservations already space the calls."""
         left = self._departures
-        while True:
-            cap = max(1, int(self.rate))
-            now = time.monotonic()
-            while left and now - left[0] >= DEPARTURE_WINDOW_S:
-                left.popleft()
-            if len(left) < cap:
-                left.append(now)
-                return now
-            # Bounded: the oldest departure leaves the window by then.
-            await anyio.sleep(left[-cap] + DEPARTURE_WINDOW_S - now)
+        now = time.monotonic()
+        while left and now - left[0] >= DEPARTURE_WINDOW_S:
+            left.popleft()
+        cap = max(1, int(self.rate))
+        at = now
+        if left:
+            at = max(at, left[-1])  # in order of arrival
+            if len(left) >= cap:
+                at = max(at, left[-cap] + DEPARTURE_WINDOW_S)
+        left.append(at)
+        if at > now:
+            await anyio.sleep(at - now)
+        return at
 
     def on_throttle(self) -> bool:
         """Record a throttling answer; returns True when the rate was cut."""
