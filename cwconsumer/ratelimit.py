@@ -17,13 +17,14 @@ the API never sees more than the rate in any second, not just on average.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
 import anyio
 
 DEPARTURE_WINDOW_S = 1.02
-"""At most ``floor(rate)`` requests leave within any window this long: one
+"""At most ``ceil(rate)`` requests leave within any window this long: one
 second plus a margin for what still varies after departure (the network, the
 server's own clock)."""
 
@@ -57,15 +58,17 @@ class AdaptiveRate:
     async def depart(self) -> float:
         """Just before a reserved call's request leaves: its departure time is
         the earliest, no earlier than the previous request's, at which fewer
-        than ``floor(rate)`` (at least 1) requests left within the last
-        :data:`DEPARTURE_WINDOW_S`; waits until then and returns it
+        than ``ceil(rate)`` requests left within the last
+        :data:`DEPARTURE_WINDOW_S` (the rate itself when it is whole; a
+        fractional rate, 2.5 or one climbing back after throttling, is kept
+        on average by the reservations, which this must not slow down); waits until then and returns it
         (``time.monotonic()``). First come, first served. Rarely waits, and
         then by milliseconds: the reservations already space the calls."""
         left = self._departures
         now = time.monotonic()
         while left and now - left[0] >= DEPARTURE_WINDOW_S:
             left.popleft()
-        cap = max(1, int(self.rate))
+        cap = max(1, math.ceil(self.rate - 1e-9))
         at = now
         if left:
             at = max(at, left[-1])  # in order of arrival

@@ -70,10 +70,14 @@ async def test_a_rate_cut_by_throttling_lowers_the_cap_at_once() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_rate_below_one_per_second_still_lets_one_call_leave() -> None:
-    rate = AdaptiveRate(0.5)
-    times = await depart_all(rate, 2)
-    assert most_in_any_window(times, DEPARTURE_WINDOW_S) == 1
+@pytest.mark.parametrize("per_s, cap", [(0.5, 1), (2.5, 3), (3.0, 3)])
+async def test_a_fractional_rate_is_capped_at_the_next_whole_number(per_s: float, cap: int) -> None:
+    """2.5/s means 3 calls in some seconds (calls 0.4 s apart), so the cap at
+    departure is the next whole number: the reservations keep the average."""
+    rate = AdaptiveRate(per_s)
+    times = await depart_all(rate, cap + 1)
+    assert most_in_any_window(times, DEPARTURE_WINDOW_S) == cap
+    assert times[cap] - times[0] >= DEPARTURE_WINDOW_S
 
 
 @pytest.mark.anyio
