@@ -107,9 +107,13 @@ def test_healthz_metrics_stats_while_flowing_then_stalled_then_healed(
     status, body = healthz(port)
     assert body["status"] == "ok" and body["role"] == "active" and "reasons" not in body
 
+    # Shipped counts events once their checkpoint is committed, a moment
+    # after the sink has them: wait for that, then read everything at once.
+    shipped = ("cwconsumer_events_shipped_total", (("group", "/g"),))
+    wait_until(lambda: metrics(port).get(shipped) == 200, 10, "the checkpoint of the 200 events")
     m = metrics(port)
     assert m[("cwconsumer_events_read_total", (("group", "/g"),))] == 200
-    assert m[("cwconsumer_events_shipped_total", (("group", "/g"),))] == 200
+    assert m[shipped] == 200
     assert m[("cwconsumer_events_retried_total", ())] == 0
     assert m[("cwconsumer_batches_total", (("outcome", "delivered"),))] >= 1
     assert m[("cwconsumer_batch_events_sum", ())] == 200
