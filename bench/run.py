@@ -54,17 +54,21 @@ EXTRA_SETTINGS: dict[str, str] = {}  # --set: applied to the product in every sc
 # ----------------------------------------------------------------------------- processes
 
 
+def _proc_stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 on)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()
+
+
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process, all threads (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
+    fields = _proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_sys_faults(pid: int) -> tuple[float, int]:
     """System CPU seconds and minor page faults of a process (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
+    fields = _proc_stat(pid)
     return int(fields[12]) / CLK_TCK, int(fields[7])
 
 
