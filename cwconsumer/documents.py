@@ -133,16 +133,20 @@ _get_timestamp: Final = attrgetter("timestamp")
 _digest = xxhash.xxh3_128_digest
 _hexlify = binascii.hexlify  # of the digest: the same 32 characters as the hexdigest, as bytes
 
-_STAMP_AT: Final = len(b'{"@timestamp":"')
+# A line is _HEAD_OPEN, the time stamp, _HEAD_CLOSE, the message...: the
+# offsets below are what the second pass of Shaper._shape_raw reads at.
+_HEAD_OPEN: Final = b'{"@timestamp":"'
+_HEAD_CLOSE: Final = b'","message":'
+_STAMP_AT: Final = len(_HEAD_OPEN)
 _STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 0001-9999
-_HEAD_LEN: Final = _STAMP_END + len(b'","message":')
+_HEAD_LEN: Final = _STAMP_END + len(_HEAD_CLOSE)
 _first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
 """Of a plain line: the first byte of the message's JSON string, after its quote."""
 
 
 def _head(stamp: str) -> bytes:
     """A plain line up to its message: always :data:`_HEAD_LEN` bytes."""
-    return b'{"@timestamp":"' + stamp.encode() + b'","message":'
+    return _HEAD_OPEN + stamp.encode() + _HEAD_CLOSE
 
 
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
@@ -289,6 +293,8 @@ class Shaper:
         suffix = _MS_SUFFIX
         no_ingested_tail = b'"}' + self._json_tail
         id_label = _EVENT_ID_KEY
+        head_open = _HEAD_OPEN
+        head_close = _HEAD_CLOSE
         last_ts = prev_ts
         ordinal = prev_ord
         sec: int | None = None
@@ -310,11 +316,8 @@ class Shaper:
                 if s != sec:
                     sec = s
                     stamp_prefix = prefixes.get(s) or _second_prefix(s)
-                head = (
-                    b'{"@timestamp":"'
-                    + (stamp_prefix + suffix[ts - s * 1000]).encode()
-                    + b'","message":'
-                )
+                # _head(), inline: this runs for every new millisecond.
+                head = head_open + (stamp_prefix + suffix[ts - s * 1000]).encode() + head_close
             ingested = ev.ingestionTime
             if ingested != last_ingested:
                 last_ingested = ingested
@@ -391,7 +394,7 @@ class Shaper:
                     sec = s
                     stamp_prefix = prefixes.get(s) or _second_prefix(s)
                 stamp = stamp_prefix + suffix[ts - s * 1000]
-                head = b'{"@timestamp":"' + stamp.encode() + b'","message":'
+                head = _head(stamp)
             ingested = ev.get("ingestionTime")
             if ingested is None:
                 tail = no_ingested_tail

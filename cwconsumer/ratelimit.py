@@ -56,14 +56,16 @@ class AdaptiveRate:
             await anyio.sleep(slot - now)
 
     async def depart(self) -> float:
-        """Just before a reserved call's request leaves: its departure time is
-        the earliest, no earlier than the previous request's, at which fewer
-        than ``ceil(rate)`` requests left within the last
-        :data:`DEPARTURE_WINDOW_S` (the rate itself when it is whole; a
-        fractional rate, 2.5 or one climbing back after throttling, is kept
-        on average by the reservations, which this must not slow down); waits until then and returns it
-        (``time.monotonic()``). First come, first served. Rarely waits, and
-        then by milliseconds: the reservations already space the calls."""
+        """Just before a reserved call's request leaves: wait until its
+        departure time and return it (``time.monotonic()``).
+
+        That is the earliest time, no earlier than the previous request's
+        (first come, first served), at which fewer than ``ceil(rate)``
+        requests left within the last :data:`DEPARTURE_WINDOW_S`: the rate
+        itself when it is whole; a fractional rate (2.5, or one climbing back
+        after throttling) is kept on average by the reservations, which this
+        must not slow down. Rarely waits, and then by milliseconds: the
+        reservations already space the calls."""
         left = self._departures
         now = time.monotonic()
         while left and now - left[0] >= DEPARTURE_WINDOW_S:
