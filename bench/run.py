@@ -574,7 +574,7 @@ def scenario_rate(args: argparse.Namespace) -> list[Row]:
             f"max in any 1 s: {peak}, in any 5 s: {peak5}, backlog left: {backlog_left}"
         )
         # Calls are reserved 1/rate apart and checked again as they leave (no
-        # more than the rate within any 1.02 s), so no 1-second window at the
+        # more than the rate within any 1.03 s), so no 1-second window at the
         # stand-in may hold more than the rate.
         ok = pages >= 0.95 * rate and peak <= rate and peak5 <= 5 * rate and backlog_left
         rows.append(
