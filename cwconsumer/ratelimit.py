@@ -41,7 +41,10 @@ class AdaptiveRate:
         self._next_slot = 0.0
         self._last_cut = -1e9
         self._last_update = time.monotonic()
-        self._departures: deque[float] = deque()
+        # [when it left], or when it is due while it waits; the oldest are
+        # dropped as they fall out of the window, counted in _gone.
+        self._departures: deque[list[float]] = deque()
+        self._gone = 0
         self.throttles = 0
 
     def _recover(self, now: float) -> None:
@@ -59,29 +62,48 @@ class AdaptiveRate:
 
     async def depart(self) -> float:
         """Just before a reserved call's request leaves: wait until its
-        departure time and return it (``time.monotonic()``).
+        departure time and return the time it was let go
+        (``time.monotonic()``).
 
-        That is the earliest time, no earlier than the previous request's
-        (first come, first served), at which fewer than ``ceil(rate)``
-        requests left within the last :data:`DEPARTURE_WINDOW_S`: the rate
-        itself when it is whole; a fractional rate (2.5, or one climbing back
-        after throttling) is kept on average by the reservations, which this
-        must not slow down. Rarely waits, and then by milliseconds: the
-        reservations already space the calls."""
+        The departure time is the earliest, no earlier than the previous
+        request's (first come, first served), at which fewer than
+        ``ceil(rate)`` requests left within the last
+        :data:`DEPARTURE_WINDOW_S`: the rate itself when it is whole; a
+        fractional rate (2.5, or one climbing back after throttling) is kept
+        on average by the reservations, which this must not slow down. Rarely
+        waits, and then by milliseconds: the reservations already space the
+        calls.
+
+        What is remembered is when the request was actually let go: a wait
+        ends late when the event loop is busy (shaping a page takes
+        milliseconds), and a request let go 20 ms after its time must push
+        the one a window later back by as much, or the two land closer than
+        a second apart."""
         left = self._departures
         now = time.monotonic()
-        while left and now - left[0] >= DEPARTURE_WINDOW_S:
+        while left and now - left[0][0] >= DEPARTURE_WINDOW_S:
             left.popleft()
-        cap = max(1, math.ceil(self.rate - 1e-9))
-        at = now
-        if left:
-            at = max(at, left[-1])  # in order of arrival
-            if len(left) >= cap:
-                at = max(at, left[-cap] + DEPARTURE_WINDOW_S)
-        left.append(at)
-        if at > now:
+            self._gone += 1
+        mine = [now]
+        seq = self._gone + len(left)  # this request's place, counting every one before it
+        left.append(mine)
+        while True:
+            i = seq - self._gone  # its index now (older ones are dropped meanwhile)
+            at = now
+            if i > 0:
+                at = max(at, left[i - 1][0])  # in order of arrival
+            cap = max(1, math.ceil(self.rate - 1e-9))
+            if i >= cap:
+                at = max(at, left[i - cap][0] + DEPARTURE_WINDOW_S)
+            if at <= now:
+                break
+            mine[0] = at
+            # Looked at again on waking: one ahead may have been let go later
+            # than it was due, and this one must then keep its distance.
             await anyio.sleep(at - now)
-        return at
+            now = time.monotonic()
+        mine[0] = now
+        return now
 
     def on_throttle(self) -> bool:
         """Record a throttling answer; returns True when the rate was cut."""

@@ -68,6 +68,28 @@ async def test_a_rate_cut_by_throttling_lowers_the_cap_at_once() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_request_let_go_late_pushes_the_next_window_back() -> None:
+    """A held request whose wait ends late (the event loop was busy shaping a
+    page) counts from when it was let go, not from when it was due: the
+    request a window later keeps a full window from it."""
+    rate = AdaptiveRate(1)
+    first = await rate.depart()
+    busy_s = 0.3
+
+    async def busy_loop() -> None:
+        await anyio.sleep(DEPARTURE_WINDOW_S / 2)
+        time.sleep(DEPARTURE_WINDOW_S / 2 + busy_s)  # blocks the loop past the held one's time
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(busy_loop)
+        second = await rate.depart()  # due one window after the first, let go late
+    assert second - first >= DEPARTURE_WINDOW_S + busy_s - 0.05
+    third = await rate.depart()
+    assert third - second >= DEPARTURE_WINDOW_S - EPS
+    assert [first, second, third] == sorted([first, second, third])
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("per_s, cap", [(0.5, 1), (2.5, 3), (3.0, 3)])
 async def test_a_fractional_rate_is_capped_at_the_next_whole_number(per_s: float, cap: int) -> None:
     """2.5/s means 3 calls in some seconds (calls 0.4 s apart), so the cap at
