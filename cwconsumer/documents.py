@@ -140,6 +140,8 @@ _HEAD_CLOSE: Final = b'","message":'
 _STAMP_AT: Final = len(_HEAD_OPEN)
 _STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 0001-9999
 _HEAD_LEN: Final = _STAMP_END + len(_HEAD_CLOSE)
+_MS_CLOSE: Final = tuple(suffix.encode() + _HEAD_CLOSE for suffix in _MS_SUFFIX)
+"""A line's head after the stamp's second, by millisecond: ``b'123Z","message":'``."""
 _first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
 """Of a plain line: the first byte of the message's JSON string, after its quote."""
 
@@ -290,18 +292,22 @@ class Shaper:
         hexlify = _hexlify
         join = b"".join
         prefixes = _SECOND_PREFIXES
-        suffix = _MS_SUFFIX
+        ms_closes = _MS_CLOSE
         no_ingested_tail = b'"}' + self._json_tail
         id_label = _EVENT_ID_KEY
         head_open = _HEAD_OPEN
-        head_close = _HEAD_CLOSE
         last_ts = prev_ts
         ordinal = prev_ord
+        # A line's head is two parts: _HEAD_OPEN and the stamp up to its second
+        # (one per second), then the milliseconds and _HEAD_CLOSE (a table).
+        # Set here for last_ts, so that an event of the previous page's last
+        # millisecond (ordinal > 0 at once) has them.
         sec: int | None = None
-        stamp_prefix = ""
-        # The line's head for last_ts; computed here so that an event of the
-        # previous page's last millisecond (ordinal > 0 at once) has it.
-        head = b"" if prev_ts is None else _head(iso_ms(prev_ts))
+        sec_head = ms_close = b""
+        if prev_ts is not None:
+            sec = prev_ts // 1000
+            sec_head = head_open + _second_prefix(sec).encode()
+            ms_close = ms_closes[prev_ts - sec * 1000]
         # Events of one PutLogEvents call share their ingestionTime: format it once.
         last_ingested: int | None = None
         tail = no_ingested_tail
@@ -315,9 +321,8 @@ class Shaper:
                 s = ts // 1000
                 if s != sec:
                     sec = s
-                    stamp_prefix = prefixes.get(s) or _second_prefix(s)
-                # _head(), inline: this runs for every new millisecond.
-                head = head_open + (stamp_prefix + suffix[ts - s * 1000]).encode() + head_close
+                    sec_head = head_open + (prefixes.get(s) or _second_prefix(s)).encode()
+                ms_close = ms_closes[ts - s * 1000]
             ingested = ev.ingestionTime
             if ingested != last_ingested:
                 last_ingested = ingested
@@ -327,7 +332,7 @@ class Shaper:
                     else b'","ingested":"' + iso_ms(ingested).encode() + no_ingested_tail
                 )
             event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
-            add(join((head, ev.message, id_label, event_hex, tail)))
+            add(join((sec_head, ms_close, ev.message, id_label, event_hex, tail)))
         return lines, last_ts, ordinal
 
     def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
