@@ -367,8 +367,6 @@ class Shaper:
         hexdigest = _hexdigest
         dumps = orjson.dumps
         join = b"".join
-        prefixes = _SECOND_PREFIXES
-        suffix = _MS_SUFFIX
         triggers = self._triggers
         overhead = self._overhead
         json_tail = self._json_tail
@@ -376,9 +374,8 @@ class Shaper:
         nbytes = 0
         last_ts = prev_ts
         ordinal = prev_ord
-        sec: int | None = None
         stamp_ts: int | None = None
-        stamp_prefix = stamp = ""
+        stamp = ""
         head = b""
         # Events of one PutLogEvents call share their ingestionTime: format it once.
         last_ingested: int | None = None
@@ -394,11 +391,7 @@ class Shaper:
                 last_ts = ts
             if ts != stamp_ts:
                 stamp_ts = ts
-                s = ts // 1000
-                if s != sec:
-                    sec = s
-                    stamp_prefix = prefixes.get(s) or _second_prefix(s)
-                stamp = stamp_prefix + suffix[ts - s * 1000]
+                stamp = iso_ms(ts)  # from the same per-second cache as the hot path
                 head = _head(stamp)
             ingested = ev.get("ingestionTime")
             if ingested is None:
