@@ -49,7 +49,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("CWC_LOG_GROUP_PREFIXES", "", "group name prefixes, matched again every discovery "
      "interval; one of CWC_LOG_GROUPS and CWC_LOG_GROUP_PREFIXES is required"),
     ("CWC_SINK_URL", "", "required: http(s) URL of the sink; user:password in it means basic auth"),
-    ("CWC_SINK_FORMAT", "ndjson", "ndjson, json, elasticsearch, splunk-hec or loki"),
+    ("CWC_SINK_FORMAT", "ndjson", "ndjson, json, elasticsearch, splunk-hec, loki or otlp"),
     ("CWC_SINK_TOKEN", "", "bearer token (the HEC token for splunk-hec)"),
     ("CWC_SINK_TOKEN_FILE", "", "file holding the token (ECS secrets); not with CWC_SINK_TOKEN"),
     ("CWC_SINK_HEADERS", "", 'extra headers as a JSON object, e.g. {"X-Env": "prod"}'),
@@ -64,6 +64,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("CWC_SPLUNK_SOURCETYPE", "aws:cloudwatchlogs", "splunk-hec: sourcetype of the events"),
     ("CWC_SPLUNK_INDEX", "", "splunk-hec: index (unset: the token's default index)"),
     ("CWC_LOKI_LABELS", "", "loki: extra stream labels, name=value pairs"),
+    ("CWC_OTLP_ENCODING", "protobuf", "otlp: protobuf or json"),
     ("CWC_BATCH_MAX_EVENTS", "5000", "a batch ships at this many events (1-100000) ..."),
     ("CWC_BATCH_MAX_BYTES", "5MiB", "... or at this many bytes ..."),
     ("CWC_BATCH_MAX_WAIT", "1s", "... or when its oldest event has waited this long"),
@@ -89,13 +90,21 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("CWC_LEASE_HEARTBEAT", "2s", "how often the running process renews its database lease"),
     ("CWC_LEASE_TTL", "10s", "an unrenewed lease may be taken over after this (> 2 x heartbeat)"),
     ("CWC_AWS_TIMEOUT", "30s", "timeout of each AWS call"),
+    ("CWC_AWS_ROLE_ARN", "", "read the groups through this IAM role (STS AssumeRole, refreshed)"),
+    ("CWC_AWS_EXTERNAL_ID", "", "external id for CWC_AWS_ROLE_ARN (a secret)"),
+    ("CWC_AWS_ROLE_SESSION_NAME", "cwconsumer", "session name for CWC_AWS_ROLE_ARN"),
+    ("CWC_INCLUDE_LINKED_ACCOUNTS", "false", "prefix search also lists the source accounts' "
+     "groups (CloudWatch cross-account observability monitoring account)"),
+    ("CWC_UNMASK", "false", "read groups under a data protection policy unmasked "
+     "(needs logs:Unmask)"),
 )
 # fmt: on
 """``(name, default, meaning)`` of every ``CWC_`` variable; default ``""`` means none."""
 
 _DEFAULTS: dict[str, str] = {name: default for name, default, _ in VARIABLES}
 
-SINK_FORMATS: tuple[str, ...] = ("ndjson", "json", "elasticsearch", "splunk-hec", "loki")
+SINK_FORMATS: tuple[str, ...] = ("ndjson", "json", "elasticsearch", "splunk-hec", "loki", "otlp")
+OTLP_ENCODINGS: tuple[str, ...] = ("protobuf", "json")
 PARSE_MODES: tuple[str, ...] = ("auto", "none", "lambda", "json")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -103,6 +112,9 @@ _GROUP_NAME = re.compile(r"[A-Za-z0-9_./#-]{1,512}")
 _GROUP_ARN = re.compile(
     r"arn:(aws[a-z-]*):logs:([a-z0-9-]+):(\d{12}):log-group:([^:]+)(?::\*)?", re.ASCII
 )
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -321,6 +333,12 @@ class Config:
     lease_heartbeat_s: float
     lease_ttl_s: float
     aws_timeout_s: float
+    otlp_encoding: str = "protobuf"
+    aws_role_arn: str | None = None
+    aws_external_id: Secret | None = None
+    aws_role_session_name: str = "cwconsumer"
+    include_linked_accounts: bool = False
+    unmask: bool = False
     warnings: tuple[str, ...] = ()
 
     def redacted(self) -> dict[str, object]:
@@ -412,6 +430,7 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
         env.problem("CWC_DB_PATH", db_problem)
 
     start_position = _read_start_position(env, now_ms)
+    aws_role_arn, aws_external_id, aws_role_session_name = _read_role(env)
     _warn_unused(env, sink_format)
 
     config = Config(
@@ -459,6 +478,12 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
         lease_heartbeat_s=lease_heartbeat_s,
         lease_ttl_s=lease_ttl_s,
         aws_timeout_s=env.duration("CWC_AWS_TIMEOUT"),
+        otlp_encoding=env.choice("CWC_OTLP_ENCODING", OTLP_ENCODINGS),
+        aws_role_arn=aws_role_arn,
+        aws_external_id=aws_external_id,
+        aws_role_session_name=aws_role_session_name,
+        include_linked_accounts=env.boolean("CWC_INCLUDE_LINKED_ACCOUNTS"),
+        unmask=env.boolean("CWC_UNMASK"),
         warnings=tuple(env.warnings),
     )
     if env.problems:
@@ -628,6 +653,10 @@ def _read_groups(env: _Reader, region: str) -> tuple[str, ...]:
                 continue
             name = match.group(4)
             arn_region = match.group(2)
+            # Kept as the ARN (without ":*"): the group's identity everywhere
+            # (logGroupIdentifier in the API calls, checkpoints, event.id),
+            # so groups of one name in several accounts stay apart.
+            item = item.removesuffix(":*")
             if region and not env.failed & _REGION_VARS and arn_region != region:
                 env.problem(
                     "CWC_LOG_GROUPS",
@@ -642,8 +671,43 @@ def _read_groups(env: _Reader, region: str) -> tuple[str, ...]:
                 "(1-512 characters from A-Z a-z 0-9 _ - / . #)",
             )
             continue
-        names.append(name)
+        names.append(item)
     return tuple(dict.fromkeys(names))
+
+
+def _read_role(env: _Reader) -> tuple[str | None, Secret | None, str]:
+    """``CWC_AWS_ROLE_ARN``, ``CWC_AWS_EXTERNAL_ID`` (a secret: never shown),
+    ``CWC_AWS_ROLE_SESSION_NAME``."""
+    role = env.raw("CWC_AWS_ROLE_ARN")
+    if role is not None and not _ROLE_ARN.fullmatch(role):
+        env.problem(
+            "CWC_AWS_ROLE_ARN",
+            f"{_show(role)} is not an IAM role ARN (expected arn:aws:iam::ACCOUNT:role/NAME)",
+        )
+        role = None
+    raw_external = env.raw("CWC_AWS_EXTERNAL_ID")
+    external: Secret | None = None
+    if raw_external is not None:
+        if not _EXTERNAL_ID.fullmatch(raw_external):
+            # The value is a secret: never repeated in the problem line.
+            env.problem(
+                "CWC_AWS_EXTERNAL_ID",
+                "must be 2 to 1224 characters from A-Z a-z 0-9 and + = , . @ : / - _",
+            )
+        elif env.raw("CWC_AWS_ROLE_ARN") is None:
+            env.problem(
+                "CWC_AWS_EXTERNAL_ID", "is only used with CWC_AWS_ROLE_ARN, which is not set"
+            )
+        else:
+            external = Secret(raw_external)
+    session = env.text("CWC_AWS_ROLE_SESSION_NAME")
+    if not _SESSION_NAME.fullmatch(session):
+        env.problem(
+            "CWC_AWS_ROLE_SESSION_NAME",
+            f"must be 2 to 64 characters from A-Z a-z 0-9 and + = , . @ - _, got {_show(session)}",
+        )
+        session = _DEFAULTS["CWC_AWS_ROLE_SESSION_NAME"]
+    return role, external, session
 
 
 def _read_prefixes(env: _Reader) -> tuple[str, ...]:
@@ -930,6 +994,7 @@ _FORMAT_ONLY: tuple[tuple[str, str], ...] = (
     ("CWC_SPLUNK_SOURCETYPE", "splunk-hec"),
     ("CWC_SPLUNK_INDEX", "splunk-hec"),
     ("CWC_LOKI_LABELS", "loki"),
+    ("CWC_OTLP_ENCODING", "otlp"),
 )
 
 

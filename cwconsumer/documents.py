@@ -34,7 +34,7 @@ unless Lambda fields were found its ``aws`` dict, with every other document of
 the stream. Documents are meant to be serialized, never changed: code that
 needs a different document must build a new one (``{**doc, "aws": {...}}``).
 
-``event.id`` is ``xxh3_128`` over group, stream, timestamp and the event's
+``event.id`` is ``xxh3_128`` over account, Region, group, stream, timestamp and the event's
 ordinal among the stream's events of the same millisecond (see
 :func:`event_id`). It is a stored contract: sinks that upsert by id
 (Elasticsearch ``_id``) rely on it being the same on every delivery, so the
@@ -72,26 +72,35 @@ _EVENT_ID_KEY: Final = b',"event":{"id":"'
 _hexdigest = xxhash.xxh3_128_hexdigest
 
 
-def _id_prefix(group: str, stream: str) -> bytes:
-    """Length-prefixed names: no two (group, stream) pairs share an encoding,
-    whatever characters (NUL, digits) the names hold."""
-    g = group.encode("utf-8", "surrogatepass")
-    s = stream.encode("utf-8", "surrogatepass")
-    return len(g).to_bytes(4, "big") + g + len(s).to_bytes(4, "big") + s
+def _id_prefix(group: str, stream: str, account: str = "", region: str = "") -> bytes:
+    """Length-prefixed names: no two (account, region, group, stream) tuples
+    share an encoding, whatever characters (NUL, digits) the names hold."""
+    parts = []
+    for name in (account, region, group, stream):
+        raw = name.encode("utf-8", "surrogatepass")
+        parts.append(len(raw).to_bytes(4, "big") + raw)
+    return b"".join(parts)
 
 
-def event_id(group: str, stream: str, ts_ms: int, ordinal: int) -> str:
+def event_id(
+    group: str, stream: str, ts_ms: int, ordinal: int, *, account: str = "", region: str = ""
+) -> str:
     """The deterministic id of an event: 32 lowercase hex characters.
 
     ``ordinal`` is the event's 0-based position among the stream's events with
     the same ``ts_ms``, so events with equal time and text still get distinct
-    ids. Encoding (never change it)::
+    ids. ``account`` and ``region`` are the AWS account id and Region the
+    group lives in, so groups of one name read from several accounts or
+    Regions into one index never share ids (``""`` when unknown). Encoding
+    (since 0.2; never change it again)::
 
+        u32be(len(account)) account u32be(len(region)) region
         u32be(len(group)) group u32be(len(stream)) stream i64be(ts_ms) i64be(ordinal)
 
-    with names in UTF-8, hashed with xxh3_128.
+    with names in UTF-8, hashed with xxh3_128. (0.1 hashed group, stream,
+    ts and ordinal only; see docs/reliability.md, "event.id".)
     """
-    return _hexdigest(_id_prefix(group, stream) + _TS_ORD.pack(ts_ms, ordinal))
+    return _hexdigest(_id_prefix(group, stream, account, region) + _TS_ORD.pack(ts_ms, ordinal))
 
 
 # --- ISO-8601 times ----------------------------------------------------------------------
@@ -176,13 +185,16 @@ class Shaper:
         "_parse_json",
         "_parse_lambda",
         "_triggers",
+        "account",
         "group",
         "parse_mode",
         "region",
         "stream",
     )
 
-    def __init__(self, group: str, stream: str, region: str, parse_mode: str) -> None:
+    def __init__(
+        self, group: str, stream: str, region: str, parse_mode: str, *, account: str = ""
+    ) -> None:
         if parse_mode not in PARSE_MODES:
             raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)}: {parse_mode!r}")
         self.group = group
@@ -210,13 +222,16 @@ class Shaper:
             if triggers
             else None
         )
-        self._id_prefix = _id_prefix(group, stream)
+        self.account = account
+        self._id_prefix = _id_prefix(group, stream, account, region)
         # The whole hashed key in one call: prefix, ts and ordinal (event_id).
         self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
         # Shared by every document of this stream: never mutate (module docstring).
         self._cloudwatch = {"log_group": group, "log_stream": stream}
         self._aws = {"cloudwatch": self._cloudwatch}
-        self._cloud = {"provider": "aws", "region": region}
+        self._cloud: dict[str, Any] = {"provider": "aws", "region": region}
+        if account:
+            self._cloud["account"] = {"id": account}
         template = {
             "@timestamp": iso_ms(0),
             "message": "\n",

@@ -314,18 +314,21 @@ def test_no_groups_names_both_variables(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", ":*"])
-def test_group_arn_becomes_its_name(tmp_path: Path, suffix: str) -> None:
+def test_group_arn_is_kept_as_its_identity(tmp_path: Path, suffix: str) -> None:
+    # An ARN names a group in one account (cross-account observability): it is
+    # kept, without ":*", and read with logGroupIdentifier; the same name
+    # given plainly is another group (the credentials' own account).
     config = load_config(
-        base_env(tmp_path, CWC_LOG_GROUPS=f"{ARN}{suffix},/aws/lambda/orders,other"),
+        base_env(tmp_path, CWC_LOG_GROUPS=f"{ARN}{suffix},/aws/lambda/orders,{ARN},other"),
         now_ms=NOW_MS,
     )
-    assert config.log_groups == ("/aws/lambda/orders", "other")
+    assert config.log_groups == (ARN, "/aws/lambda/orders", "other")
 
 
 def test_group_arn_of_another_partition(tmp_path: Path) -> None:
     arn = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:app:*"
     config = load_config(base_env(tmp_path, CWC_LOG_GROUPS=arn, AWS_REGION="cn-north-1"))
-    assert config.log_groups == ("app",)
+    assert config.log_groups == (arn.removesuffix(":*"),)
 
 
 @pytest.mark.parametrize(
@@ -530,7 +533,7 @@ def test_sink_formats(tmp_path: Path, name: str) -> None:
 def test_unknown_sink_format(tmp_path: Path) -> None:
     problem = only_problem(base_env(tmp_path, CWC_SINK_FORMAT="syslog"))
     assert problem == (
-        "CWC_SINK_FORMAT: must be one of ndjson, json, elasticsearch, splunk-hec, loki, "
+        "CWC_SINK_FORMAT: must be one of ndjson, json, elasticsearch, splunk-hec, loki, otlp, "
         "got 'syslog'"
     )
 

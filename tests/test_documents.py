@@ -67,7 +67,7 @@ def test_lambda_report_document_matches_the_spec() -> None:
             "@timestamp": "2026-11-21T10:00:00.123Z",
             "message": REPORT,
             "event": {
-                "id": event_id(GROUP, STREAM, T0, 0),
+                "id": event_id(GROUP, STREAM, T0, 0, region="us-east-1"),
                 "ingested": "2026-11-21T10:00:00.456Z",
             },
             "aws": {
@@ -93,7 +93,7 @@ def test_plain_document_has_no_parsed_fields() -> None:
     assert doc == {
         "@timestamp": "2026-11-21T10:00:00.123Z",
         "message": "hello from print()\n",
-        "event": {"id": event_id("/ecs/web", STREAM, T0, 0), "ingested": iso_ms(T0 + 333)},
+        "event": {"id": event_id("/ecs/web", STREAM, T0, 0, region="us-east-1"), "ingested": iso_ms(T0 + 333)},
         "aws": {"cloudwatch": {"log_group": "/ecs/web", "log_stream": STREAM}},
         "cloud": {"provider": "aws", "region": "us-east-1"},
     }
@@ -103,7 +103,7 @@ def test_missing_ingestion_time_omits_event_ingested() -> None:
     docs, *_ = Shaper(GROUP, STREAM, "eu-west-1", "auto").shape(
         [ev("a\n", ingested=None), ev("b\n", ts=T0 + 1)], None, -1
     )
-    assert docs[0]["event"] == {"id": event_id(GROUP, STREAM, T0, 0)}
+    assert docs[0]["event"] == {"id": event_id(GROUP, STREAM, T0, 0, region="eu-west-1")}
     assert docs[1]["event"]["ingested"] == iso_ms(T0 + 333)
 
 
@@ -243,21 +243,41 @@ def test_unknown_parse_mode_is_refused() -> None:
 
 
 def test_event_id_is_deterministic_and_pinned() -> None:
-    eid = event_id(GROUP, STREAM, T0, 0)
+    eid = event_id(GROUP, STREAM, T0, 0, account="123456789012", region="eu-west-1")
     assert re.fullmatch(r"[0-9a-f]{32}", eid)
-    assert eid == event_id(GROUP, STREAM, T0, 0)
+    assert eid == event_id(GROUP, STREAM, T0, 0, account="123456789012", region="eu-west-1")
     # The documented encoding; ids are stored by sinks, so it must never change.
-    g, s = GROUP.encode(), STREAM.encode()
+    parts = [n.encode() for n in ("123456789012", "eu-west-1", GROUP, STREAM)]
     encoded = (
-        len(g).to_bytes(4, "big")
-        + g
-        + len(s).to_bytes(4, "big")
-        + s
+        b"".join(len(p).to_bytes(4, "big") + p for p in parts)
         + T0.to_bytes(8, "big", signed=True)
         + (0).to_bytes(8, "big", signed=True)
     )
     assert eid == xxhash.xxh3_128_hexdigest(encoded)
-    assert event_id("g", "s", 1, 2) == "f99b294d40e858749089caeef44ed9b1"
+    assert event_id("g", "s", 1, 2, account="1", region="r") == "ce05efee131b91c8418f54e9067cb363"
+
+
+def test_event_id_differs_across_accounts_and_regions() -> None:
+    ids = {
+        event_id(GROUP, STREAM, T0, 0, account=a, region=r)
+        for a in ("", "111122223333", "444455556666")
+        for r in ("", "us-east-1", "eu-west-1")
+    }
+    assert len(ids) == 9
+    shaped = [
+        Shaper(GROUP, STREAM, "us-east-1", "auto", account=a).shape([ev("x\n")], None, -1)[0]
+        for a in ("111122223333", "444455556666")
+    ]
+    first, second = (doc_fields(docs[0]) for docs in shaped)
+    assert first["event"]["id"] == event_id(
+        GROUP, STREAM, T0, 0, account="111122223333", region="us-east-1"
+    )
+    assert first["event"]["id"] != second["event"]["id"]
+    assert first["cloud"] == {
+        "provider": "aws",
+        "region": "us-east-1",
+        "account": {"id": "111122223333"},
+    }
 
 
 def test_event_id_names_cannot_collide() -> None:
@@ -287,7 +307,7 @@ def test_same_time_and_text_get_distinct_ids() -> None:
     )
     ids = [d["event"]["id"] for d in docs]
     assert len(set(ids)) == 5
-    assert ids == [event_id(GROUP, STREAM, T0, k) for k in range(5)]
+    assert ids == [event_id(GROUP, STREAM, T0, k, region="us-east-1") for k in range(5)]
     assert (last_ts, last_ord) == (T0, 4)
 
 
@@ -322,8 +342,8 @@ def test_ordinal_resumes_from_a_checkpoint_in_the_same_millisecond() -> None:
     docs, _, last_ts, last_ord, _ = Shaper(GROUP, STREAM, "us-east-1", "auto").shape(
         [ev("x\n"), ev("y\n", ts=T0 + 1)], T0, 6
     )
-    assert docs[0]["event"]["id"] == event_id(GROUP, STREAM, T0, 7)
-    assert docs[1]["event"]["id"] == event_id(GROUP, STREAM, T0 + 1, 0)
+    assert docs[0]["event"]["id"] == event_id(GROUP, STREAM, T0, 7, region="us-east-1")
+    assert docs[1]["event"]["id"] == event_id(GROUP, STREAM, T0 + 1, 0, region="us-east-1")
     assert (last_ts, last_ord) == (T0 + 1, 0)
 
 
@@ -594,6 +614,6 @@ def test_parsed_documents_keep_time_and_id_at_the_edges_of_time(ts_ms: int) -> N
         fields = [doc_fields(d) for d in fast[0]]
         assert [f["@timestamp"] for f in fields] == [iso_ms(ts_ms)] * 3
         first = 0 if prev[0] is None else prev[1] + 1
-        ids = [event_id("/aws/lambda/f", STREAM, ts_ms, first + i) for i in range(3)]
+        ids = [event_id("/aws/lambda/f", STREAM, ts_ms, first + i, region="eu-west-1") for i in range(3)]
         assert [f["event"]["id"] for f in fields] == ids
         assert "json" in fields[0] and "lambda" in fields[2]["aws"]

@@ -23,9 +23,10 @@ from cwconsumer.sinks.elasticsearch import ElasticsearchSink
 from cwconsumer.sinks.formats import PLAIN_FORMATS
 from cwconsumer.sinks.http import HttpOptions, HttpPoster, HttpSink
 from cwconsumer.sinks.loki import LokiSink
+from cwconsumer.sinks.otlp import OtlpSink
 from cwconsumer.sinks.splunk import SplunkHecSink
 
-FORMATS = ("ndjson", "json", "elasticsearch", "splunk-hec", "loki")
+FORMATS = ("ndjson", "json", "elasticsearch", "splunk-hec", "loki", "otlp")
 
 
 class Secret(Protocol):
@@ -71,6 +72,8 @@ class SinkSettings(Protocol):
     def sink_ca_file(self) -> str | None: ...
     @property
     def sink_max_request_bytes(self) -> int: ...
+    @property
+    def otlp_encoding(self) -> str: ...
 
 
 def _authorization(settings: SinkSettings) -> tuple[str | None, list[str]]:
@@ -129,4 +132,6 @@ def build_sink(settings: SinkSettings) -> Sink:
             index=settings.splunk_index,
             ack=settings.splunk_ack,
         )
+    if fmt == "otlp":
+        return OtlpSink(url, poster, settings.otlp_encoding)
     return LokiSink(url, poster, settings.loki_labels)

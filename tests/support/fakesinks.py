@@ -843,6 +843,7 @@ class SinkTestSettings:
     loki_labels: tuple[tuple[str, str], ...] = ()
     sink_ca_file: str | None = None
     sink_max_request_bytes: int = 10 * 1024 * 1024
+    otlp_encoding: str = "protobuf"
     region: str = "us-east-1"
 
 
