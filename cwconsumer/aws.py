@@ -2,6 +2,17 @@
 shared adaptive rates, whole-call timeouts, and botocore errors translated
 into :mod:`cwconsumer.errors`.
 
+Credentials: the standard chain (the ECS task role), or, with
+``CWC_AWS_ROLE_ARN``, that role assumed with STS by aiobotocore's own
+refreshable assume-role credentials (:func:`install_assumed_role`): the
+first AssumeRole happens at the first call, and botocore refreshes the
+temporary credentials before they expire. A refused AssumeRole surfaces as
+:class:`~cwconsumer.errors.AccessDenied` naming the role (never the external id).
+
+Groups are named, or given by ARN (:mod:`cwconsumer.arns`): an ARN is sent as
+``logGroupIdentifier`` (cross-account observability), a name as
+``logGroupName``.
+
 Retries: botocore's own retrying is switched off (``standard`` mode with one
 attempt) so that every throttle reaches :class:`~cwconsumer.ratelimit.AdaptiveRate`
 and the metrics; the callers retry on their own schedule (``retriable``).
@@ -12,16 +23,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
 import orjson
 from aiobotocore.config import AioConfig
+from aiobotocore.credentials import (
+    AioAssumeRoleCredentialFetcher,
+    AioDeferredRefreshableCredentials,
+)
 from aiobotocore.parsers import AioJSONParser, AioResponseParserFactory
 from aiobotocore.session import AioSession, get_session
+from botocore.credentials import CredentialProvider
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -29,7 +45,15 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from cwconsumer.errors import AccessDenied, AwsError, NotFound, Throttled, TokenRejected
+from cwconsumer.arns import is_group_arn, role_account
+from cwconsumer.errors import (
+    AccessDenied,
+    AwsError,
+    ClassRefused,
+    NotFound,
+    Throttled,
+    TokenRejected,
+)
 from cwconsumer.model import LogEvent
 from cwconsumer.ratelimit import AdaptiveRate
 
@@ -65,7 +89,14 @@ _DENIED_CODES = frozenset(
 # Response shapes whose JSON maps one-to-one onto botocore's parsed form
 # (strings, integers, lists of flat objects): decoded with orjson instead of
 # botocore's shape walker, which costs ~5 µs per log event.
-_FAST_SHAPES = frozenset({"DescribeLogStreamsResponse", "DescribeLogGroupsResponse"})
+_FAST_SHAPES = frozenset(
+    {"DescribeLogStreamsResponse", "DescribeLogGroupsResponse", "ListLogGroupsResponse"}
+)
+# ListLogGroups answers for these when the endpoint or the policy lacks it:
+# prefix discovery falls back to DescribeLogGroups for good.
+_NO_LIST_CODES = frozenset(
+    {"UnknownOperationException", "InvalidAction", "NotImplemented", "ValidationException"}
+)
 
 
 class _GetLogEventsBody(msgspec.Struct, gc=False):
@@ -142,6 +173,96 @@ def make_session() -> AioSession:
     return session
 
 
+@dataclass(frozen=True, slots=True)
+class AssumeRole:
+    """``CWC_AWS_ROLE_ARN`` and friends. ``external_id`` is a secret: kept out
+    of ``repr`` and every message."""
+
+    role_arn: str
+    session_name: str = "cwconsumer"
+    external_id: str | None = field(default=None, repr=False)
+
+    @property
+    def account(self) -> str:
+        return role_account(self.role_arn)
+
+
+class RoleSettings(Protocol):
+    """The part of the configuration :func:`aws_role` reads (``Config`` has it)."""
+
+    @property
+    def aws_role_arn(self) -> str | None: ...
+    @property
+    def aws_role_session_name(self) -> str: ...
+    @property
+    def aws_external_id(self) -> Any: ...
+
+
+def aws_role(settings: RoleSettings) -> AssumeRole | None:
+    """The role to assume, from ``CWC_AWS_ROLE_ARN`` and friends (None: none)."""
+    if not settings.aws_role_arn:
+        return None
+    external = settings.aws_external_id
+    return AssumeRole(
+        settings.aws_role_arn,
+        settings.aws_role_session_name,
+        external.get() if external is not None else None,
+    )
+
+
+class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
+    """Puts the refreshable assumed-role credentials first in a session's chain."""
+
+    METHOD = "cwconsumer-assume-role"
+
+    def __init__(self, credentials: Any) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    async def load(self) -> Any:
+        return self._credentials
+
+
+def install_assumed_role(
+    session: AioSession, role: AssumeRole, region: str, config: AioConfig
+) -> None:
+    """Make ``session`` sign with ``role``'s temporary credentials.
+
+    aiobotocore's :class:`AioAssumeRoleCredentialFetcher` calls STS with the
+    base credentials (the standard chain of a separate session: environment,
+    ECS task role, instance profile...) and caches the answer until shortly
+    before it expires; :class:`AioDeferredRefreshableCredentials` calls it at
+    first use and again before expiry (botocore's advisory and mandatory
+    refresh windows). Nothing here loops or sleeps.
+    """
+    base = get_session()
+    fetcher: AioAssumeRoleCredentialFetcher | None = None
+    extra: dict[str, Any] = {"RoleSessionName": role.session_name}
+    if role.external_id:
+        extra["ExternalId"] = role.external_id
+
+    def sts_client(service: str, **kwargs: Any) -> Any:
+        return base.create_client(service, region_name=region, config=config, **kwargs)
+
+    async def refresh() -> Any:
+        nonlocal fetcher
+        if fetcher is None:
+            source = await base.get_credentials()
+            if source is None:
+                raise NoCredentialsError()
+            fetcher = AioAssumeRoleCredentialFetcher(
+                client_creator=sts_client,
+                source_credentials=source,
+                role_arn=role.role_arn,
+                extra_args=extra,
+            )
+        return await fetcher.fetch_credentials()
+
+    credentials = AioDeferredRefreshableCredentials(refresh_using=refresh, method="assume-role")
+    resolver = session.get_component("credential_provider")
+    resolver.providers.insert(0, _AssumedRoleProvider(credentials))
+
+
 @dataclass(slots=True)
 class Page:
     events: list[LogEvent]
@@ -165,13 +286,22 @@ class LogsClient:
         timeout_s: float,
         max_connections: int = 32,
         observe: CallObserver | None = None,
+        role: AssumeRole | None = None,
+        unmask: bool = False,
+        include_linked_accounts: bool = False,
     ) -> None:
         self.region = region
         self.timeout_s = timeout_s
+        self.role = role
+        self.unmask = unmask
+        self.include_linked_accounts = include_linked_accounts
+        self.list_groups_available = True  # ListLogGroups until it proves missing
+        describe = AdaptiveRate(describe_rate)
         self.rates = {
             "GetLogEvents": AdaptiveRate(get_rate),
             "DescribeLogStreams": AdaptiveRate(describe_rate),
-            "DescribeLogGroups": AdaptiveRate(describe_rate),
+            "DescribeLogGroups": describe,
+            "ListLogGroups": describe,  # the same account-wide budget for listing groups
         }
         self._observe = observe or (lambda op, outcome: None)
         self._config = AioConfig(
@@ -183,15 +313,19 @@ class LogsClient:
         )
         self._client: Any = None
         self._cm: Any = None
+        self._session: AioSession | None = None
 
     async def __aenter__(self) -> LogsClient:
-        session = make_session()
+        session = self._session = make_session()
+        if self.role is not None:
+            install_assumed_role(session, self.role, self.region, self._config)
         self._cm = session.create_client("logs", region_name=self.region, config=self._config)
         self._client = await self._cm.__aenter__()
         # Every paced call is checked again as its request leaves (ratelimit).
         service = self._client.meta.service_model.service_id.hyphenize()
         for op, rate in self.rates.items():
-            self._client.meta.events.register(f"before-send.{service}.{op}", _departure(rate))
+            if op != "ListLogGroups":  # shares DescribeLogGroups' rate: one departure check
+                self._client.meta.events.register(f"before-send.{service}.{op}", _departure(rate))
         return self
 
     async def __aexit__(
@@ -218,6 +352,15 @@ class LogsClient:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
             message = str(err.get("Message", ""))[:300]
+            if getattr(exc, "operation_name", "") == "AssumeRole":
+                raise self._assume_role_failed(code, message) from exc
+            if op == "ListLogGroups" and not code.isalpha():
+                # An endpoint that does not know the operation (moto answers an
+                # HTML 500): not throttling; the caller falls back.
+                self._observe(op, "error")
+                raise AwsError(
+                    f"{op}: not served by this endpoint ({code})", code="NotImplemented"
+                ) from exc
             if (
                 code in _THROTTLE_CODES
                 or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
@@ -238,6 +381,8 @@ class LogsClient:
                 raise AccessDenied(f"{op}: {code}: {message}", code=code) from exc
             if code == "InvalidParameterException" and "nextToken" in params:
                 raise TokenRejected(f"{op}: {message or code}", code=code) from exc
+            if op == "GetLogEvents" and _refused_for_class(code, message):
+                raise ClassRefused(f"{op}: {code}: {message}", code=code) from exc
             raise AwsError(f"{op}: {code}: {message}", code=code) from exc
         except (NoCredentialsError, PartialCredentialsError) as exc:
             self._observe(op, "denied")
@@ -254,22 +399,113 @@ class LogsClient:
         self._observe(op, "ok")
         return result
 
+    def _assume_role_failed(self, code: str, message: str) -> AccessDenied:
+        role = self.role.role_arn if self.role is not None else "?"
+        self._observe("AssumeRole", "denied" if code in _DENIED_CODES else "error")
+        text = f"AssumeRole of {role} refused: {code}: {message}"
+        if code in _THROTTLE_CODES:
+            return AccessDenied(text, code=code, retriable=True)
+        return AccessDenied(text, code=code)
+
     async def describe_log_groups(
-        self, prefix: str | None, next_token: str | None
+        self,
+        prefix: str | None,
+        next_token: str | None,
+        *,
+        identifiers: list[str] | None = None,
+        limit: int = 50,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        params: dict[str, Any] = {"limit": 50}
+        params: dict[str, Any] = {"limit": limit}
         if prefix:
             params["logGroupNamePrefix"] = prefix
+        if identifiers:
+            params["logGroupIdentifiers"] = identifiers
+        if self.include_linked_accounts and not identifiers:
+            params["includeLinkedAccounts"] = True
         if next_token:
             params["nextToken"] = next_token
         r = await self._call("DescribeLogGroups", **params)
         return list(r.get("logGroups", [])), r.get("nextToken")
 
+    async def list_groups(
+        self, prefix: str, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the groups whose name starts with ``prefix``: ListLogGroups
+        (1,000 a page) where the endpoint and the policy allow it, else
+        DescribeLogGroups (50 a page), for good after the first refusal. Items
+        have ``logGroupName`` and, when the API gives it, ``logGroupArn`` /
+        ``arn`` and ``logGroupClass``. A token from one operation is never
+        given to the other: a switch starts the listing again."""
+        if self.list_groups_available:
+            params: dict[str, Any] = {"limit": 1000, "logGroupNamePattern": "^" + prefix}
+            if self.include_linked_accounts:
+                params["includeLinkedAccounts"] = True
+            if next_token:
+                params["nextToken"] = next_token
+            try:
+                r = await self._call("ListLogGroups", **params)
+            except (AccessDenied, AwsError) as exc:
+                if isinstance(exc, Throttled) or (
+                    not isinstance(exc, AccessDenied) and exc.code not in _NO_LIST_CODES
+                ):
+                    raise
+                self.list_groups_available = False
+                log.info(
+                    "ListLogGroups is not available; listing groups with DescribeLogGroups",
+                    extra={"error": str(exc)[:200]},
+                )
+                return await self.describe_log_groups(prefix, None)
+            # The pattern is a case-insensitive regular expression: keep exact prefixes.
+            groups = [
+                g
+                for g in r.get("logGroups", [])
+                if str(g.get("logGroupName", "")).startswith(prefix)
+            ]
+            return groups, r.get("nextToken")
+        return await self.describe_log_groups(prefix, next_token)
+
+    async def caller_account(self) -> str:
+        """The AWS account id the credentials read from: the assumed role's
+        account, else STS GetCallerIdentity (allowed to every principal)."""
+        if self.role is not None:
+            return self.role.account
+        assert self._session is not None
+        try:
+            with anyio.fail_after(self.timeout_s + 5):
+                async with self._session.create_client(
+                    "sts", region_name=self.region, config=self._config
+                ) as sts:
+                    answer = await sts.get_caller_identity()
+        except TimeoutError as exc:
+            self._observe("GetCallerIdentity", "error")
+            raise AwsError(
+                f"GetCallerIdentity timed out after {self.timeout_s:g}s", retriable=True
+            ) from exc
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code, message = str(err.get("Code", "")), str(err.get("Message", ""))[:300]
+            if getattr(exc, "operation_name", "") == "AssumeRole":
+                raise self._assume_role_failed(code, message) from exc
+            self._observe("GetCallerIdentity", "denied" if code in _DENIED_CODES else "error")
+            raise AwsError(f"GetCallerIdentity: {code}: {message}", code=code) from exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            self._observe("GetCallerIdentity", "denied")
+            raise AccessDenied(
+                f"GetCallerIdentity: no AWS credentials found ({type(exc).__name__})"
+            ) from exc
+        except (BotoCoreError, OSError) as exc:
+            self._observe("GetCallerIdentity", "error")
+            raise AwsError(
+                f"GetCallerIdentity: {type(exc).__name__}: {exc}", retriable=True
+            ) from exc
+        self._observe("GetCallerIdentity", "ok")
+        return str(answer.get("Account", ""))
+
     async def describe_log_streams(
         self, group: str, next_token: str | None, limit: int = 50
     ) -> tuple[list[dict[str, Any]], str | None]:
         params: dict[str, Any] = {
-            "logGroupName": group,
+            **_group_param(group),
             "orderBy": "LastEventTime",
             "descending": True,
             "limit": limit,
@@ -288,11 +524,13 @@ class LogsClient:
         limit: int = 10000,
     ) -> Page:
         params: dict[str, Any] = {
-            "logGroupName": group,
+            **_group_param(group),
             "logStreamName": stream,
             "startFromHead": True,  # required when paging forward with a token
             "limit": max(1, min(10000, limit)),
         }
+        if self.unmask:
+            params["unmask"] = True
         if token:
             params["nextToken"] = token
         elif start_time_ms is not None:
@@ -316,4 +554,26 @@ _SNAKE = {
     "GetLogEvents": "get_log_events",
     "DescribeLogStreams": "describe_log_streams",
     "DescribeLogGroups": "describe_log_groups",
+    "ListLogGroups": "list_log_groups",
 }
+
+
+def _group_param(group: str) -> dict[str, str]:
+    """``logGroupIdentifier`` for a group given by ARN, else ``logGroupName``."""
+    if is_group_arn(group):
+        return {"logGroupIdentifier": group}
+    return {"logGroupName": group}
+
+
+_CLASS_WORDS = ("log class", "loggroupclass", "infrequent_access", "infrequent access", "delivery")
+
+
+def _refused_for_class(code: str, message: str) -> bool:
+    """A GetLogEvents refusal that names the group's log class: the class does
+    not support the operation, and asking again will not change that."""
+    text = message.lower()
+    return code in {
+        "InvalidParameterException",
+        "InvalidOperationException",
+        "ValidationException",
+    } and any(word in text for word in _CLASS_WORDS)

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 
+from cwconsumer.arns import group_name, parse_group_arn
 from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError, NotFound
 from cwconsumer.model import Checkpoint, StreamKey
@@ -74,7 +75,9 @@ class Registry:
 
 
 def group_matches(name: str, groups: Iterable[str], prefixes: Iterable[str]) -> bool:
-    return name in set(groups) or any(name.startswith(p) for p in prefixes)
+    """A configured group (name or ARN), or one whose *name* has a configured prefix
+    (a linked account's group found by prefix is keyed by its ARN)."""
+    return name in set(groups) or any(group_name(name).startswith(p) for p in prefixes)
 
 
 class Discovery:
@@ -89,6 +92,7 @@ class Discovery:
         prefixes: tuple[str, ...],
         start_time_for_new_group: Callable[[int], int | None],
         idle_grace_s: float,
+        account: str = "",
     ) -> None:
         self._logs = logs
         self._store = store
@@ -98,6 +102,8 @@ class Discovery:
         self._prefixes = prefixes
         self._start_for = start_time_for_new_group
         self._grace_ms = int(idle_grace_s * 1000)
+        self._account = account  # the credentials' own account ("" unknown)
+        self.group_class: dict[str, str] = {}  # logGroupClass as listed, per group key
         self._walked: set[str] = set()
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
@@ -177,7 +183,7 @@ class Discovery:
                     row.deleted_ms is None
                     and name not in listed
                     and name not in self._groups
-                    and any(name.startswith(p) for p in self._prefixes)
+                    and any(group_name(name).startswith(p) for p in self._prefixes)
                 ):
                     await self._group_gone(name)
         for name in names:
@@ -188,15 +194,38 @@ class Discovery:
         names: set[str] = set()
         token: str | None = None
         for _ in range(MAX_GROUP_PAGES):
+            listed_with = self._logs.list_groups_available
             try:
-                groups, token = await self._logs.describe_log_groups(prefix, token)
+                groups, token = await self._logs.list_groups(prefix, token)
             except AwsError as exc:
-                log.warning("DescribeLogGroups failed", extra={"prefix": prefix, "error": str(exc)})
+                log.warning(
+                    "listing log groups failed", extra={"prefix": prefix, "error": str(exc)}
+                )
                 return None
-            names.update(g["logGroupName"] for g in groups if "logGroupName" in g)
+            if listed_with and not self._logs.list_groups_available:
+                names.clear()  # fell back to DescribeLogGroups: its listing starts again
+            for g in groups:
+                key = self._group_key(g)
+                if key is not None:
+                    names.add(key)
+                    if g.get("logGroupClass"):
+                        self.group_class[key] = str(g["logGroupClass"])
             if not token:
                 break
         return names
+
+    def _group_key(self, listed: dict[str, Any]) -> str | None:
+        """A listed group's identity: its name in the credentials' own account;
+        its ARN (no ``:*``) in another (a linked source account, listed with
+        ``includeLinkedAccounts``), so same-named groups stay apart."""
+        name = listed.get("logGroupName")
+        if not isinstance(name, str):
+            return None
+        raw_arn = listed.get("logGroupArn") or listed.get("arn")
+        arn = parse_group_arn(str(raw_arn)) if raw_arn else None
+        if arn is not None and self._account and arn.account != self._account:
+            return str(arn)
+        return name
 
     async def _walk_group(self, name: str) -> None:
         now = _now_ms()

@@ -10,7 +10,8 @@
     │   ├── Throttled             ThrottlingException / ServiceUnavailable / 5xx  (retriable)
     │   ├── NotFound              ResourceNotFoundException: stream or group deleted
     │   ├── TokenRejected         InvalidParameterException on a stored forward token
-    │   └── AccessDenied          credentials missing or not permitted
+    │   ├── AccessDenied          credentials missing or not permitted (also a refused AssumeRole)
+    │   └── ClassRefused          GetLogEvents refused for the group's log class (final)
     └── SinkError                 the HTTP sink (aiohttp errors translated)
 
 Errors from botocore, aiohttp and sqlite3 are translated at the edge modules
@@ -77,6 +78,11 @@ class TokenRejected(AwsError):
 
 class AccessDenied(AwsError):
     pass
+
+
+class ClassRefused(AwsError):
+    """GetLogEvents is not supported for the group's log class (for example a
+    ``DELIVERY`` group): asking again will not help; the group is reported."""
 
 
 class SinkError(CwcError):

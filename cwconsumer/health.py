@@ -9,7 +9,13 @@ Unhealthy (503) when:
   ("stalled"), whatever the reason (sink down, hanging, refusing);
 - the sink rejects our credentials (401/403), at once: retrying will not fix it;
 - a supervised task failed within the last :data:`TASK_FAILURE_WINDOW_S`
-  (it is restarted; one that keeps failing keeps the verdict at 503).
+  (it is restarted; one that keeps failing keeps the verdict at 503);
+- AWS (or STS, for ``CWC_AWS_ROLE_ARN``) refuses our credentials, or the
+  account the credentials read from is not known yet.
+
+A group whose log class GetLogEvents refuses is listed under
+``groups_not_read`` without failing the check: a restart would not make it
+readable, and would stall every other group.
 
 Every condition clears by itself when its cause goes away: a confirmed
 delivery clears "stalled" and the credential error, a task failure ages out.
@@ -56,6 +62,9 @@ class Health:
     failed_tasks: dict[str, TaskFailure] = field(default_factory=dict)
     holder: str | None = None  # who holds the lease while we stand by
     aws_denied: dict[str, float] = field(default_factory=dict)  # operation -> last denial
+    role_arn: str | None = None  # CWC_AWS_ROLE_ARN, named when STS refuses it
+    account_error: str | None = None  # the account (part of event.id) is not known yet
+    groups_refused: dict[str, str] = field(default_factory=dict)  # group -> why (not failing)
 
     def aws_call(self, operation: str, outcome: str) -> None:
         """Every CloudWatch Logs call's outcome. AWS refusing our credentials or
@@ -111,11 +120,19 @@ class Health:
         for op, at in sorted(self.aws_denied.items()):
             if now - at > TASK_FAILURE_WINDOW_S:
                 del self.aws_denied[op]
+            elif op == "AssumeRole":
+                reasons.append(
+                    f"STS refuses AssumeRole of {self.role_arn} ({now - at:.0f}s ago): check "
+                    "the role's trust policy (principal, external id) and the task role's "
+                    "sts:AssumeRole on it"
+                )
             else:
                 reasons.append(
                     f"AWS refuses {op} ({now - at:.0f}s ago): check the credentials and the "
                     "task role's logs:DescribeLogGroups/DescribeLogStreams/GetLogEvents"
                 )
+        if self.account_error:
+            reasons.append(f"AWS account not known yet (needed for event.id): {self.account_error}")
         if self.auth_error:
             reasons.append(f"sink rejects the credentials: {self.auth_error}")
         for name, failure in sorted(self.failed_tasks.items()):
@@ -159,4 +176,8 @@ class Health:
             body["reasons"] = reasons
         if self.sink_error:
             body["sink_retrying"] = {"error": self.sink_error, "attempt": self.sink_failures}
+        if self.groups_refused:
+            # Not failing: restarting would not make the group readable, and
+            # would stall every other group.
+            body["groups_not_read"] = dict(sorted(self.groups_refused.items()))
         return healthy, body

@@ -248,6 +248,13 @@ class Metrics:
             namespace=_NS,
             registry=r,
         )
+        self.sink_records_rejected = Counter(
+            "sink_records_rejected",
+            "Records a sink accepted the request of but rejected without saying which "
+            "(OTLP partial success): counted, not dead-lettered, never retried",
+            namespace=_NS,
+            registry=r,
+        )
         self.batches = Counter(
             "batches", "Batches by final outcome", ["outcome"], namespace=_NS, registry=r
         )

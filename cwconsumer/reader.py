@@ -20,9 +20,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from cwconsumer.arns import group_account
 from cwconsumer.aws import LogsClient
 from cwconsumer.documents import Shaper
-from cwconsumer.errors import AccessDenied, AwsError, NotFound, Throttled, TokenRejected
+from cwconsumer.errors import (
+    AccessDenied,
+    AwsError,
+    ClassRefused,
+    NotFound,
+    Throttled,
+    TokenRejected,
+)
 from cwconsumer.flow import Budget
 from cwconsumer.model import Checkpoint, Chunk, LogEvent
 from cwconsumer.streams import Schedule, State, StreamState
@@ -47,6 +55,8 @@ class Reader:
         idle_grace_s: float,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
         on_state: Callable[[StreamState], None] = lambda st: None,
+        account: str = "",
+        on_refused: Callable[[str, str], None] = lambda group, reason: None,
     ) -> None:
         self._logs = logs
         self._schedule = schedule
@@ -58,6 +68,9 @@ class Reader:
         self._grace_ms = int(idle_grace_s * 1000)
         self._on_read = on_read
         self._on_state = on_state
+        self._account = account  # the credentials' account: part of event.id
+        self._on_refused = on_refused
+        self.refused: dict[str, str] = {}  # group -> why GetLogEvents is refused for good
 
     async def worker(self) -> None:
         """Runs until cancelled. Memory first, then a stream: a worker never
@@ -82,6 +95,9 @@ class Reader:
         """Read one page of ``st`` within ``reserved`` events of budget (the
         worker's reservation); returns when to poll it again (None: not)."""
         pos = st.read_pos
+        if st.key.group in self.refused:
+            self._budget.settle(reserved, 0, 0)
+            return None  # the group's log class cannot be read: said once, not polled
         try:
             page = await self._logs.get_log_events(
                 st.key.group,
@@ -141,7 +157,13 @@ class Reader:
                 next_skip = pos.skip - i  # the page ended before the delivered part did
         shaper = st.shaper
         if not isinstance(shaper, Shaper):
-            shaper = st.shaper = Shaper(st.key.group, st.key.stream, self._region, self._parse_mode)
+            shaper = st.shaper = Shaper(
+                st.key.group,
+                st.key.stream,
+                self._region,
+                self._parse_mode,
+                account=group_account(st.key.group, self._account),
+            )
         docs, timestamps, _last_ts, _last_ord, nbytes = shaper.shape(
             events[i:] if i else events, pos.last_ts, pos.last_ord
         )
@@ -190,6 +212,18 @@ class Reader:
         if isinstance(exc, Throttled):
             st.last_error = str(exc)
             return random.uniform(0.5, 2.0)
+        if isinstance(exc, ClassRefused):
+            st.last_error = str(exc)
+            group = st.key.group
+            if group not in self.refused:
+                self.refused[group] = str(exc)
+                log.error(
+                    "GetLogEvents is refused for this group's log class; its streams are "
+                    "not read (other groups go on)",
+                    extra={"group": group, "error": str(exc)},
+                )
+                self._on_refused(group, str(exc))
+            return None
         if isinstance(exc, AccessDenied):
             st.last_error = str(exc)
             log.error(

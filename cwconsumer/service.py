@@ -39,12 +39,13 @@ from anyio.abc import TaskStatus
 
 from cwconsumer import earlystop
 from cwconsumer.admin import AdminServer
-from cwconsumer.aws import LogsClient
+from cwconsumer.arns import is_group_arn
+from cwconsumer.aws import LogsClient, aws_role
 from cwconsumer.config import Config
 from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
-from cwconsumer.errors import LeaseLost, StoreError
+from cwconsumer.errors import AwsError, LeaseLost, StoreError
 from cwconsumer.flow import Budget
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
@@ -52,6 +53,7 @@ from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.sinks.base import Sink
 from cwconsumer.sinks.factory import build_sink
+from cwconsumer.sinks.otlp import OtlpSink
 from cwconsumer.store import Store
 from cwconsumer.streams import Schedule, StreamState
 
@@ -62,7 +64,7 @@ class Service:
     def __init__(self, cfg: Config, *, sink: Sink | None = None) -> None:
         self.cfg = cfg
         self.metrics = Metrics()
-        self.health = Health(cfg.stall_timeout_s)
+        self.health = Health(cfg.stall_timeout_s, role_arn=cfg.aws_role_arn)
         self.registry = Registry()
         self.schedule = Schedule()
         self.budget = Budget(
@@ -198,6 +200,8 @@ class Service:
     async def _pipeline(self, store: Store) -> None:
         cfg = self.cfg
         sink = self._sink or build_sink(cfg)
+        if isinstance(sink, OtlpSink):
+            sink.on_rejected = self.metrics.sink_records_rejected.inc
         try:
             async with LogsClient(
                 cfg.region,
@@ -206,14 +210,47 @@ class Service:
                 timeout_s=cfg.aws_timeout_s,
                 max_connections=cfg.workers + 4,
                 observe=self._observe_call,
+                role=aws_role(cfg),
+                unmask=cfg.unmask,
+                include_linked_accounts=cfg.include_linked_accounts,
             ) as logs:
                 self._logs = logs
-                await self._run_stages(store, logs, sink)
+                account = await self._account(logs)
+                if account is None:
+                    return  # stopped while waiting for it
+                await self._run_stages(store, logs, sink, account)
         finally:
             with anyio.move_on_after(5, shield=True):
                 await sink.aclose()
 
-    async def _run_stages(self, store: Store, logs: LogsClient, sink: Sink) -> None:
+    async def _account(self, logs: LogsClient) -> str | None:
+        """The account id the credentials read from: part of every ``event.id``
+        (documents.event_id), so nothing is read before it is known. Needs no
+        call when every group is given by ARN or a role is assumed. Retried
+        with a back-off up to a minute, said in /healthz; None on a stop."""
+        if self.cfg.log_groups and not self.cfg.log_group_prefixes:
+            if all(is_group_arn(g) for g in self.cfg.log_groups):
+                return ""
+        attempt = 0
+        while True:
+            try:
+                account = await logs.caller_account()
+                self.health.account_error = None
+                log.info("reading from AWS account", extra={"account": account})
+                return account
+            except AwsError as exc:
+                attempt += 1
+                self.health.account_error = str(exc)
+                log.warning(
+                    "cannot tell the AWS account yet; retrying",
+                    extra={"error": str(exc), "attempt": attempt},
+                )
+            with anyio.move_on_after(min(60.0, 2.0**attempt)):
+                await self._stop.wait()
+            if self._stop.is_set():
+                return None
+
+    async def _run_stages(self, store: Store, logs: LogsClient, sink: Sink, account: str) -> None:
         cfg = self.cfg
         reg = self.registry
         n = cfg.sink_concurrency
@@ -250,6 +287,8 @@ class Service:
             idle_grace_s=cfg.idle_grace_s,
             on_read=lambda st, k: self.metrics.events_read.labels(st.key.group).inc(k),
             on_state=lambda st: reg.dirty.add(st.key),
+            account=account,
+            on_refused=self.health.groups_refused.__setitem__,
         )
         discovery = Discovery(
             logs,
@@ -260,6 +299,7 @@ class Service:
             prefixes=cfg.log_group_prefixes,
             start_time_for_new_group=cfg.start_position.resolve,
             idle_grace_s=cfg.idle_grace_s,
+            account=account,
         )
         await discovery.load()
         fetch_scope = anyio.CancelScope()

@@ -3,6 +3,7 @@ local server that answers like Elasticsearch, Splunk HEC or Loki."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -108,3 +109,57 @@ def test_loki_labels_stay_small_and_every_line_arrives(moto: Moto, make_product:
             (("env", "test"), ("log_group", g)) for g in groups
         }, "stream names must not become labels"
         assert {meta["log_stream"] for _, _, _, meta in stored} == {"s0"}
+
+
+def test_otlp_both_encodings_partial_success_dead_letters_and_counts(
+    moto: Moto, make_product: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.support.harness import Admin, free_port, run_cli
+    from tests.support.otlpfake import OtlpFake
+
+    group = "/aws/lambda/orders"
+    expected = fill(moto, group, 2, 300)
+    moto.stream(group, "rejects")
+    moto.put(group, "rejects", ["keep me", "REJECT-ME please", "keep me too"])
+    expected |= {"keep me", "keep me too"}
+    for encoding in ("protobuf", "json"):
+        with OtlpFake(partial_reject="REJECT-ME") as receiver:
+            port = free_port()
+            product = make_product(
+                moto,
+                receiver.url,  # no path: the product posts to /v1/logs
+                CWC_LOG_GROUPS=group,
+                CWC_SINK_FORMAT="otlp",
+                CWC_OTLP_ENCODING=encoding,
+                CWC_SINK_GZIP="true",
+                CWC_BATCH_MAX_EVENTS="250",
+                CWC_ADMIN_ADDR=f"127.0.0.1:{port}",
+                CWC_DB_PATH=str(tmp_path / f"{encoding}.db"),
+            ).start()
+            wait_until(lambda: len(receiver.received()) >= len(expected), 60, "every record")
+            admin = Admin(port)
+
+            def dead_lettered(admin: Admin = admin) -> bool:
+                return (admin.metric("cwconsumer_events_failed_total", group=group) or 0) >= 1
+
+            wait_until(
+                dead_lettered,
+                30,
+                "the rejected record dead-lettered",
+            )
+            dead = json.loads(run_cli(product.env, "dead-letters", "--json").stdout)
+            assert product.terminate() == 0
+            got = receiver.received()
+            assert {r.body for r in got} == expected
+            assert len(got) == len(expected), "each record once: a partial success is not retried"
+            assert {r.encoding for r in got} == {encoding}
+            assert {p.path for p in receiver.requests()} == {"/v1/logs"}
+            assert all(r.resource["faas.name"] == "orders" for r in got)
+            assert all(r.resource["cloud.region"] == "us-east-1" for r in got)
+            assert all(r.resource["cloud.account.id"] == "123456789012" for r in got)
+            assert len({r.uid for r in got}) == len(got)
+            assert [d["document"]["message"] for d in dead] == ["REJECT-ME please"]
+            assert dead[0]["event_id"] == receiver.rejected[0].uid
+            assert "partial success: 1 record(s) rejected" in dead[0]["answer"]

@@ -19,8 +19,15 @@ or on the running event loop with ``async with FakeCloudWatchLogs() as fake``
 standalone and prints ``ENDPOINT <url>``.
 
 Operations: DescribeLogGroups, DescribeLogStreams, GetLogEvents, CreateLogGroup,
-CreateLogStream, PutLogEvents, DeleteLogStream, DeleteLogGroup. Anything else
-answers ``UnknownOperationException``.
+CreateLogStream, PutLogEvents, DeleteLogStream, DeleteLogGroup, and
+ListLogGroups when ``list_log_groups`` is set. Anything else answers
+``UnknownOperationException``. STS on the same endpoint (``client_env`` points
+``AWS_ENDPOINT_URL_STS`` here): GetCallerIdentity (account ``ACCOUNT_ID``) and
+AssumeRole (``deny_assume_role``: AccessDenied; ``sts_calls`` records the
+parameters). ``access_keys`` counts logs calls per signing access key id.
+Groups have a ``logGroupClass`` (``set_group_class``; GetLogEvents refuses
+``DELIVERY``) and a ``dataProtectionStatus`` (``set_data_protection``);
+``refuse_unmask`` refuses ``unmask=true``.
 
 GetLogEvents semantics (as AWS documents them):
 
@@ -119,6 +126,7 @@ _MAX_TS = 10**13 - 1
 _MAX_POS = (_MAX_TS + 1) * _SEQ_SPAN
 _TOKEN_RE = re.compile(r"([fb])/(\d{66})/s")
 _LIST_TOKEN_RE = re.compile(r"(\d{10})(\d{6})")
+_CREDENTIAL_RE = re.compile(r"Credential=([A-Z0-9]+)/")
 
 
 class ApiError(Exception):
@@ -214,9 +222,20 @@ class _Stream:
 
 
 class _Group:
-    __slots__ = ("creation_ms", "name", "order_cache", "streams", "uid", "version")
+    __slots__ = (
+        "creation_ms",
+        "data_protection",
+        "log_class",
+        "name",
+        "order_cache",
+        "streams",
+        "uid",
+        "version",
+    )
 
     def __init__(self, name: str, uid: int, creation_ms: int) -> None:
+        self.log_class = "STANDARD"
+        self.data_protection: str | None = None
         self.name = name
         self.uid = uid
         self.creation_ms = creation_ms
@@ -323,6 +342,14 @@ class FakeCloudWatchLogs:
             "DeleteLogStream": self._op_delete_log_stream,
             "DeleteLogGroup": self._op_delete_log_group,
         }
+        # ListLogGroups is off by default, like moto: the product falls back
+        # to DescribeLogGroups; list_log_groups=True serves it (1,000 a page).
+        self.list_log_groups = False
+        self.refuse_unmask = False  # GetLogEvents with unmask=true: AccessDenied (no logs:Unmask)
+        # STS (Query protocol, same endpoint): GetCallerIdentity and AssumeRole.
+        self.deny_assume_role = False
+        self.sts_calls: list[dict[str, str]] = []
+        self.access_keys: Counter[str] = Counter()  # access key id -> signed logs calls
         self._endpoint_url: str | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -350,6 +377,7 @@ class FakeCloudWatchLogs:
         """Environment variables that point a botocore process at this fake."""
         return {
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.endpoint_url,
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -744,6 +772,12 @@ class FakeCloudWatchLogs:
 
     async def _handle(self, request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
+        if not target:
+            return self._sts(dict(await request.post()))
+        match = _CREDENTIAL_RE.search(request.headers.get("Authorization", ""))
+        if match is not None:
+            with self._lock:
+                self.access_keys[match.group(1)] += 1
         op = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else target
         body = await request.read()
         delay = self._latency.get(op, self._latency.get(None, 0.0))
@@ -761,6 +795,66 @@ class FakeCloudWatchLogs:
             headers={"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": str(uuid.uuid4())},
         )
 
+    def _sts(self, form: dict[str, Any]) -> web.Response:
+        """STS over the Query protocol: GetCallerIdentity and AssumeRole (refused
+        with ``AccessDenied`` while ``deny_assume_role``); anything else 400."""
+        action = str(form.get("Action", ""))
+        request_id = str(uuid.uuid4())
+        with self._lock:
+            self.sts_calls.append({k: str(v) for k, v in form.items()})
+        ns = "https://sts.amazonaws.com/doc/2011-06-15/"
+        if action == "GetCallerIdentity":
+            body = (
+                f'<GetCallerIdentityResponse xmlns="{ns}"><GetCallerIdentityResult>'
+                f"<Arn>arn:aws:iam::{self.account_id}:user/fake</Arn><UserId>AIDAFAKE</UserId>"
+                f"<Account>{self.account_id}</Account></GetCallerIdentityResult>"
+                f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                "</GetCallerIdentityResponse>"
+            )
+            return web.Response(body=body.encode(), content_type="text/xml")
+        if action == "AssumeRole" and not self.deny_assume_role:
+            role = str(form.get("RoleArn", ""))
+            session = str(form.get("RoleSessionName", ""))
+            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock() + 3600))
+            key = "ASIA" + secrets.token_hex(8).upper()
+            body = (
+                f'<AssumeRoleResponse xmlns="{ns}"><AssumeRoleResult><Credentials>'
+                f"<AccessKeyId>{key}</AccessKeyId><SecretAccessKey>fake</SecretAccessKey>"
+                f"<SessionToken>fake-session</SessionToken><Expiration>{expires}</Expiration>"
+                f"</Credentials><AssumedRoleUser><AssumedRoleId>AROAFAKE:{session}</AssumedRoleId>"
+                f"<Arn>{role.replace(':iam:', ':sts:').replace(':role/', ':assumed-role/')}/"
+                f"{session}</Arn></AssumedRoleUser></AssumeRoleResult>"
+                f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                "</AssumeRoleResponse>"
+            )
+            return web.Response(body=body.encode(), content_type="text/xml")
+        if action == "AssumeRole":
+            code, status = "AccessDenied", 403
+            message = (
+                f"User: arn:aws:iam::{self.account_id}:user/fake is not authorized to perform: "
+                f"sts:AssumeRole on resource: {form.get('RoleArn', '')}"
+            )
+        else:
+            code, status, message = "InvalidAction", 400, f"Could not find operation {action}"
+        body = (
+            f'<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
+            "</ErrorResponse>"
+        )
+        return web.Response(status=status, body=body.encode(), content_type="text/xml")
+
+    def set_group_class(self, name: str, log_class: str) -> None:
+        """``logGroupClass`` of a group. GetLogEvents on a ``DELIVERY`` group is
+        refused with InvalidOperationException: AWS documents no answer for it
+        (AWS-NOTES), this one is invented so the product's handling can be tested."""
+        with self._lock:
+            self._group(name).log_class = log_class
+
+    def set_data_protection(self, name: str, status: str | None) -> None:
+        """``dataProtectionStatus`` shown by DescribeLogGroups (e.g. ``ACTIVATED``)."""
+        with self._lock:
+            self._group(name).data_protection = status
+
     def _dispatch(self, op: str, req: Any) -> tuple[int, bytes]:
         stats = self._stats.get(op)
         if stats is None:
@@ -768,12 +862,18 @@ class FakeCloudWatchLogs:
         stats.total += 1
         info: dict[str, Any] = {}
         try:
-            if op != "GetLogEvents" and op not in self._ops:
+            listing = op == "ListLogGroups" and self.list_log_groups
+            if op != "GetLogEvents" and op not in self._ops and not listing:
                 raise ApiError("UnknownOperationException", f"Unknown operation {op!r}")
             if not isinstance(req, dict):
                 raise ApiError("SerializationException", "Request body is not a JSON object.")
             self._inject_throttle(op)
-            out = self._op_get_log_events(req, info) if op == "GetLogEvents" else self._ops[op](req)
+            if op == "GetLogEvents":
+                out = self._op_get_log_events(req, info)
+            elif listing:
+                out = self._op_list_log_groups(req)
+            else:
+                out = self._ops[op](req)
         except ApiError as exc:
             stats.errors[exc.code] += 1
             info["error"] = exc.code
@@ -910,6 +1010,17 @@ class FakeCloudWatchLogs:
         if name is None:
             raise _invalid("logStreamName is required.")
         info["group"] = group.name
+        if group.log_class == "DELIVERY":
+            raise ApiError(
+                "InvalidOperationException",
+                "GetLogEvents is not supported for log groups of the DELIVERY log class.",
+            )
+        if req.get("unmask") and self.refuse_unmask:
+            raise ApiError(
+                "AccessDeniedException",
+                f"User is not authorized to perform: logs:Unmask on resource: "
+                f"{self._group_arn(group.name)}",
+            )
         st = group.streams.get(name)
         if st is None:
             raise ApiError("ResourceNotFoundException", "The specified log stream does not exist.")
@@ -1080,9 +1191,38 @@ class FakeCloudWatchLogs:
             }
             if pattern is None:
                 item.update(
-                    logGroupArn=arn, storedBytes=0, metricFilterCount=0, logGroupClass="STANDARD"
+                    logGroupArn=arn,
+                    storedBytes=0,
+                    metricFilterCount=0,
+                    logGroupClass=group.log_class,
                 )
+                if group.data_protection is not None:
+                    item["dataProtectionStatus"] = group.data_protection
             items.append(item)
+        out: dict[str, Any] = {"logGroups": items}
+        if offset + limit < len(names):
+            out["nextToken"] = self._list_token(offset + limit, fingerprint)
+        return orjson.dumps(out)
+
+    def _op_list_log_groups(self, req: dict[str, Any]) -> bytes:
+        """ListLogGroups: regex ``logGroupNamePattern`` (case-insensitive), 1,000 a
+        page, name, ARN and class only."""
+        pattern = _opt_str(req, "logGroupNamePattern")
+        limit = _opt_int(req, "limit", 1, 1000) or 1000
+        fingerprint = f"list/{pattern}"
+        offset = self._list_offset(_opt_str(req, "nextToken"), fingerprint)
+        names = sorted(self._groups)
+        if pattern:
+            regex = re.compile(pattern, re.IGNORECASE)
+            names = [n for n in names if regex.search(n)]
+        items = [
+            {
+                "logGroupName": name,
+                "logGroupArn": self._group_arn(name),
+                "logGroupClass": self._groups[name].log_class,
+            }
+            for name in names[offset : offset + limit]
+        ]
         out: dict[str, Any] = {"logGroups": items}
         if offset + limit < len(names):
             out["nextToken"] = self._list_token(offset + limit, fingerprint)

@@ -277,7 +277,11 @@ class StreamTruth:
         for ts in stamps:
             ordinal = ordinal + 1 if ts == prev else 0
             prev = ts
-            ids.append(event_id(group, stream, ts, ordinal))
+            # The product reads the stand-in's account (STS GetCallerIdentity
+            # on the same endpoint) in its Region: both are part of event.id.
+            ids.append(
+                event_id(group, stream, ts, ordinal, account=fake.account_id, region=fake.region)
+            )
         return cls((group, stream), stamps, [m for _, m, _ in events], ids)
 
     def __len__(self) -> int:
