@@ -187,6 +187,26 @@ class AssumeRole:
         return role_account(self.role_arn)
 
 
+class _OneLineRefreshFailure(logging.Filter):
+    """botocore logs a failed credential refresh at WARNING *with a traceback*;
+    the product's logs carry no tracebacks for an outside failure: keep the
+    line, with the error's one-line text instead. (The failure itself reaches
+    the caller as :class:`AccessDenied` naming the role.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"[:500]
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+for _name in ("aiobotocore.credentials", "botocore.credentials"):
+    logging.getLogger(_name).addFilter(_OneLineRefreshFailure())
+
+
 class RoleSettings(Protocol):
     """The part of the configuration :func:`aws_role` reads (``Config`` has it)."""
 
@@ -463,6 +483,31 @@ class LogsClient:
             ]
             return groups, r.get("nextToken")
         return await self.describe_log_groups(prefix, next_token)
+
+    async def assume_role_now(self) -> None:
+        """Assume the configured role at once (``check``); raises
+        :class:`AccessDenied` naming the role when STS refuses."""
+        assert self._session is not None and self.role is not None
+        try:
+            with anyio.fail_after(self.timeout_s + 5):
+                credentials = await self._session.get_credentials()
+                await credentials.get_frozen_credentials()
+        except TimeoutError as exc:
+            raise AwsError(
+                f"AssumeRole of {self.role.role_arn}: no answer", retriable=True
+            ) from exc
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code, message = str(err.get("Code", "")), str(err.get("Message", ""))[:300]
+            raise self._assume_role_failed(code, message) from exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise AccessDenied(
+                f"AssumeRole of {self.role.role_arn}: no base AWS credentials found"
+            ) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise AwsError(
+                f"AssumeRole of {self.role.role_arn}: {type(exc).__name__}: {exc}", retriable=True
+            ) from exc
 
     async def caller_account(self) -> str:
         """The AWS account id the credentials read from: the assumed role's

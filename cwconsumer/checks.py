@@ -1,10 +1,13 @@
 """``cwconsumer check``: each check on its own line with ✓/✗ and the reason.
 
 Checks, in order: configuration; the database (writable, schema known, who
-holds it); AWS credentials (found, and from where); per configured prefix
-DescribeLogGroups; per configured group DescribeLogStreams and GetLogEvents
-(on its most recent stream), the calls ``run`` makes; the sink (reachable
-and answering). Nothing is created or changed. Exit status 0 only when
+holds it); AWS credentials (found, and from where); with ``CWC_AWS_ROLE_ARN``
+the AssumeRole itself (✗ names the role, never the external id); the account
+read from; per configured prefix the group listing (ListLogGroups, or
+DescribeLogGroups where that is missing); per configured group its log class
+and data protection status (DescribeLogGroups), then DescribeLogStreams and
+GetLogEvents (on its most recent stream, with ``unmask`` as configured), the
+calls ``run`` makes; the sink (reachable and answering). Nothing is created or changed. Exit status 0 only when
 every check passes; bad configuration is reported by the caller (status 2).
 """
 
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import anyio
 
-from cwconsumer.aws import LogsClient, make_session
+from cwconsumer.arns import group_name, is_group_arn
+from cwconsumer.aws import LogsClient, aws_role, make_session
 from cwconsumer.config import Config
 from cwconsumer.errors import CwcError, NotFound
 from cwconsumer.logs import REDACTOR
@@ -155,35 +159,112 @@ async def _check_aws(cfg: Config) -> list[Result]:
     )
     where = f"region {cfg.region}" + (f", endpoint {endpoint}" if endpoint else "")
     timeout = min(cfg.aws_timeout_s, CHECK_TIMEOUT_S)
+    role = aws_role(cfg)
     try:
-        async with LogsClient(cfg.region, get_rate=5, describe_rate=5, timeout_s=timeout) as logs:
+        async with LogsClient(
+            cfg.region,
+            get_rate=5,
+            describe_rate=5,
+            timeout_s=timeout,
+            role=role,
+            unmask=cfg.unmask,
+            include_linked_accounts=cfg.include_linked_accounts,
+        ) as logs:
+            if role is not None:
+                assumed = await _check_role(logs, cfg)
+                out.append(assumed)
+                if not assumed.ok:
+                    return out
+            out.append(await _check_account(logs))
             groups = list(cfg.log_groups)
             for prefix in cfg.log_group_prefixes:
                 result, names = await _check_prefix(logs, prefix, where)
                 out.append(result)
                 groups.extend(n for n in names[:PREFIX_GROUPS_CHECKED] if n not in groups)
             for group in groups:
-                out.append(await _check_group(logs, group))
+                out.append(await _check_group(logs, group, cfg.unmask))
     except CwcError as exc:
         out.append(Result(False, "CloudWatch Logs", f"{where}: {exc}"))
     return out
 
 
+async def _check_role(logs: LogsClient, cfg: Config) -> Result:
+    """AssumeRole with the base credentials, as ``run`` does at its first call."""
+    what = f"role {cfg.aws_role_arn}"
+    external = " with an external id" if cfg.aws_external_id is not None else ""
+    try:
+        await logs.assume_role_now()
+    except CwcError as exc:
+        return Result(False, what, f"AssumeRole{external} refused: {exc}")
+    return Result(
+        True,
+        what,
+        f"assumed{external} (session {cfg.aws_role_session_name}); refreshed before it expires",
+    )
+
+
+async def _check_account(logs: LogsClient) -> Result:
+    try:
+        account = await logs.caller_account()
+    except CwcError as exc:
+        return Result(False, "AWS account", f"cannot be told (part of event.id): {exc}")
+    how = "the role's" if logs.role is not None else "STS GetCallerIdentity"
+    return Result(True, "AWS account", f"{account} ({how}); groups named by ARN keep their own")
+
+
 async def _check_prefix(logs: LogsClient, prefix: str, where: str) -> tuple[Result, list[str]]:
     what = f"prefix {prefix}"
     try:
-        found, more = await logs.describe_log_groups(prefix, None)
+        found, more = await logs.list_groups(prefix, None)
     except CwcError as exc:
-        return Result(False, what, f"DescribeLogGroups refused ({where}): {exc}"), []
+        return Result(False, what, f"listing groups refused ({where}): {exc}"), []
+    op = "ListLogGroups" if logs.list_groups_available else "DescribeLogGroups"
     names = [g["logGroupName"] for g in found if "logGroupName" in g]
     count = f"{len(names)}{'+' if more else ''} group(s) match now"
+    if logs.include_linked_accounts:
+        count += " (linked source accounts included)"
     if len(names) > PREFIX_GROUPS_CHECKED:
         count += f"; the first {PREFIX_GROUPS_CHECKED} are checked below"
-    return Result(True, what, f"DescribeLogGroups permitted; {count}"), names
+    return Result(True, what, f"{op} permitted; {count}"), names
 
 
-async def _check_group(logs: LogsClient, group: str) -> Result:
+async def _describe_group(logs: LogsClient, group: str) -> dict[str, object] | None:
+    """The DescribeLogGroups entry of ``group`` (None: not listed)."""
+    if is_group_arn(group):
+        found, _ = await logs.describe_log_groups(None, None, identifiers=[group])
+    else:
+        found, _ = await logs.describe_log_groups(group, None)
+    name = group_name(group)
+    return next((g for g in found if g.get("logGroupName") == name), None)
+
+
+def _group_traits(info: dict[str, object] | None, unmask: bool) -> tuple[bool, str]:
+    """(ok, text) for a group's log class and data protection."""
+    if info is None:
+        return True, ""
+    parts = [f"class {info.get('logGroupClass', 'STANDARD')}"]
+    protection = info.get("dataProtectionStatus")
+    ok = True
+    if protection in ("ACTIVATED", "ARCHIVED"):
+        if unmask:
+            parts.append(f"data protection {protection}, read unmasked (CWC_UNMASK)")
+        else:
+            parts.append(
+                f"data protection {protection}: messages arrive masked "
+                "(CWC_UNMASK=true reads them unmasked; needs logs:Unmask)"
+            )
+    elif protection:
+        parts.append(f"data protection {protection}")
+    return ok, "; " + ", ".join(parts)
+
+
+async def _check_group(logs: LogsClient, group: str, unmask: bool = False) -> Result:
     what = f"group {group}"
+    try:
+        info = await _describe_group(logs, group)
+    except CwcError:
+        info = None  # DescribeLogGroups is checked with the prefixes; the reads decide here
+    _, traits = _group_traits(info, unmask)
     try:
         streams, _ = await logs.describe_log_streams(group, None, limit=1)
     except NotFound:
@@ -191,15 +272,18 @@ async def _check_group(logs: LogsClient, group: str) -> Result:
     except CwcError as exc:
         return Result(False, what, f"DescribeLogStreams refused: {exc}")
     if not streams:
-        return Result(True, what, "DescribeLogStreams permitted; no streams yet")
+        return Result(True, what, f"DescribeLogStreams permitted; no streams yet{traits}")
     name = streams[0]["logStreamName"]
     try:
         await logs.get_log_events(group, name, None, None, limit=1)
     except NotFound:
         pass  # the stream went away between the two calls: the call itself was permitted
     except CwcError as exc:
-        return Result(False, what, f"GetLogEvents refused on stream {name}: {exc}")
-    return Result(True, what, "DescribeLogStreams and GetLogEvents permitted")
+        unmasked = " with unmask (needs logs:Unmask)" if unmask else ""
+        return Result(
+            False, what, f"GetLogEvents{unmasked} refused on stream {name}: {exc}{traits}"
+        )
+    return Result(True, what, f"DescribeLogStreams and GetLogEvents permitted{traits}")
 
 
 async def _check_sink(cfg: Config) -> Result:

@@ -346,6 +346,7 @@ class FakeCloudWatchLogs:
         # to DescribeLogGroups; list_log_groups=True serves it (1,000 a page).
         self.list_log_groups = False
         self.refuse_unmask = False  # GetLogEvents with unmask=true: AccessDenied (no logs:Unmask)
+        self.unmask_calls = 0  # GetLogEvents calls that asked for unmask=true
         # STS (Query protocol, same endpoint): GetCallerIdentity and AssumeRole.
         self.deny_assume_role = False
         self.sts_calls: list[dict[str, str]] = []
@@ -1015,6 +1016,8 @@ class FakeCloudWatchLogs:
                 "InvalidOperationException",
                 "GetLogEvents is not supported for log groups of the DELIVERY log class.",
             )
+        if req.get("unmask"):
+            self.unmask_calls += 1
         if req.get("unmask") and self.refuse_unmask:
             raise ApiError(
                 "AccessDeniedException",
