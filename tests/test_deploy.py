@@ -366,8 +366,20 @@ def test_template_task_role_grants_exactly_the_three_read_actions() -> None:
     (role,) = [r for name, r in template()["Resources"].items() if name == "TaskRole"]
     policies = role["Properties"]["Policies"]
     assert "ManagedPolicyArns" not in role["Properties"]
-    assert len(policies) == 1
+    assert len(policies) == 2
     check_read_only_policy(policies[0]["PolicyDocument"])
+    # The optional second one: sts:AssumeRole on the one source-account role, nothing else.
+    (assume,) = branches(policies[1])
+    (statement,) = assume["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Resource"] == {"Ref": "SourceRoleArn"}
+    (task,) = resources("AWS::ECS::TaskDefinition")
+    (definition,) = task["Properties"]["ContainerDefinitions"]
+    env = [e for item in definition["Environment"] for e in branches(item)]
+    role_env = [e for e in env if e["Name"] == "CWC_AWS_ROLE_ARN"]
+    assert role_env == [{"Name": "CWC_AWS_ROLE_ARN", "Value": {"Ref": "SourceRoleArn"}}]
+    secrets = [s for item in definition["Secrets"] for s in branches(item)]
+    assert {s["Name"] for s in secrets} == {"CWC_SINK_TOKEN", "CWC_AWS_EXTERNAL_ID"}
 
 
 # -- CloudFormation ------------------------------------------------------------------------
