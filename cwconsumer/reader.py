@@ -57,6 +57,7 @@ class Reader:
         on_state: Callable[[StreamState], None] = lambda st: None,
         account: str = "",
         on_refused: Callable[[str, str], None] = lambda group, reason: None,
+        class_of: Callable[[str], str | None] = lambda group: None,
     ) -> None:
         self._logs = logs
         self._schedule = schedule
@@ -70,6 +71,7 @@ class Reader:
         self._on_state = on_state
         self._account = account  # the credentials' account: part of event.id
         self._on_refused = on_refused
+        self._class_of = class_of  # logGroupClass as discovery listed it (None: unknown)
         self.refused: dict[str, str] = {}  # group -> why GetLogEvents is refused for good
 
     async def worker(self) -> None:
@@ -212,6 +214,15 @@ class Reader:
         if isinstance(exc, Throttled):
             st.last_error = str(exc)
             return random.uniform(0.5, 2.0)
+        if (
+            isinstance(exc, AwsError)
+            and not exc.retriable
+            and type(exc) is AwsError
+            and (self._class_of(st.key.group) or "STANDARD") != "STANDARD"
+        ):
+            # AWS documents no answer for GetLogEvents on these classes: any
+            # final refusal of a group listed as such is taken for one.
+            exc = ClassRefused(f"{exc} (log class {self._class_of(st.key.group)})", code=exc.code)
         if isinstance(exc, ClassRefused):
             st.last_error = str(exc)
             group = st.key.group

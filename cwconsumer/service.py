@@ -289,6 +289,7 @@ class Service:
             on_state=lambda st: reg.dirty.add(st.key),
             account=account,
             on_refused=self.health.groups_refused.__setitem__,
+            class_of=lambda group: discovery.group_class.get(group),
         )
         discovery = Discovery(
             logs,

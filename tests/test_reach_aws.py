@@ -204,6 +204,35 @@ def test_a_group_whose_class_refuses_get_log_events_is_said_once_and_stalls_noth
     assert len(lines) == 1 and lines[0]["group"] == "/delivery"
 
 
+def test_a_refusal_naming_no_class_counts_for_a_group_listed_with_another_class(
+    start_fakecwl: Any, make_fake_product: Any, sink: RecordingSink
+) -> None:
+    # The refusal's text is unknown (AWS documents none): a final refusal of a
+    # group that discovery listed as INFREQUENT_ACCESS is taken for one.
+    fake = start_fakecwl()
+    fake.list_log_groups = True
+    writer = Writer(fake, seed=4)
+    writer.put("/logs/fine", "s", 20)
+    writer.put("/logs/cold", "s", 5)
+    fake.set_group_class("/logs/cold", "INFREQUENT_ACCESS")
+    fake.refused_classes = {"INFREQUENT_ACCESS"}
+    fake.class_refusal_message = "The operation is not supported."
+    port = free_port()
+    product = make_fake_product(
+        fake, sink.url, CWC_LOG_GROUP_PREFIXES="/logs/", CWC_ADMIN_ADDR=f"127.0.0.1:{port}"
+    ).start()
+    admin = Admin(port)
+    wait_until(lambda: len(sink.docs()) >= 20, 60, "the readable group")
+
+    def reported() -> bool:
+        got = admin.healthz()
+        return got is not None and "/logs/cold" in got[1].get("groups_not_read", {})
+
+    wait_until(reported, 30, "/healthz to name the refused group")
+    assert product.terminate() == 0
+    assert len(fake.get_calls(group="/logs/cold")) == 1
+
+
 def test_unmask_is_asked_for_on_every_read(
     start_fakecwl: Any, make_fake_product: Any, sink: RecordingSink
 ) -> None:

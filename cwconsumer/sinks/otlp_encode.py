@@ -55,6 +55,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from cwconsumer import __version__
+from cwconsumer.arns import GroupArn, parse_group_arn
 from cwconsumer.model import OutBatch, doc_fields
 
 PROTOBUF_CONTENT_TYPE: Final = "application/x-protobuf"
@@ -67,7 +68,6 @@ _MAX_DEPTH: Final = 32
 _HEX_ID: Final = re.compile(r"[0-9a-f]{32}")
 _XRAY_TRACE: Final = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
 _SPAN: Final = re.compile(r"[0-9a-fA-F]{16}")
-_GROUP_ARN: Final = re.compile(r"arn:(aws[a-z-]*):logs:([a-z0-9-]+):(\d{12}):log-group:([^:]+)")
 
 # Severity numbers of the OpenTelemetry log data model (the first of each range).
 _SEVERITY: Final = {
@@ -102,13 +102,11 @@ def partition_of(region: str) -> str:
 def group_identity(group: str, region: str, account: str) -> tuple[str, str, str, str]:
     """``(name, region, account, arn)`` of a document's ``log_group`` (a name or
     an ARN); the ARN is ``""`` when the account is unknown."""
-    match = _GROUP_ARN.fullmatch(group.removesuffix(":*"))
-    if match is not None:
-        partition, region, account, name = match.groups()
-        return name, region, account, f"arn:{partition}:logs:{region}:{account}:log-group:{name}"
+    arn = parse_group_arn(group) if group.startswith("arn:") else None
+    if arn is not None:
+        return arn.name, arn.region, arn.account, str(arn)
     if account and region:
-        arn = f"arn:{partition_of(region)}:logs:{region}:{account}:log-group:{group}"
-        return group, region, account, arn
+        return group, region, account, str(GroupArn(partition_of(region), region, account, group))
     return group, region, account, ""
 
 

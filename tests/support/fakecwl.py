@@ -347,6 +347,12 @@ class FakeCloudWatchLogs:
         self.list_log_groups = False
         self.refuse_unmask = False  # GetLogEvents with unmask=true: AccessDenied (no logs:Unmask)
         self.unmask_calls = 0  # GetLogEvents calls that asked for unmask=true
+        # GetLogEvents on a group of these classes: InvalidOperationException with
+        # this message (AWS documents no answer for it: AWS-NOTES; invented here).
+        self.refused_classes = {"DELIVERY"}
+        self.class_refusal_message = (
+            "GetLogEvents is not supported for log groups of the DELIVERY log class."
+        )
         # STS (Query protocol, same endpoint): GetCallerIdentity and AssumeRole.
         self.deny_assume_role = False
         self.sts_calls: list[dict[str, str]] = []
@@ -845,9 +851,8 @@ class FakeCloudWatchLogs:
         return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
     def set_group_class(self, name: str, log_class: str) -> None:
-        """``logGroupClass`` of a group. GetLogEvents on a ``DELIVERY`` group is
-        refused with InvalidOperationException: AWS documents no answer for it
-        (AWS-NOTES), this one is invented so the product's handling can be tested."""
+        """``logGroupClass`` of a group. GetLogEvents on a group of a class in
+        ``refused_classes`` is refused (``class_refusal_message``)."""
         with self._lock:
             self._group(name).log_class = log_class
 
@@ -1011,11 +1016,8 @@ class FakeCloudWatchLogs:
         if name is None:
             raise _invalid("logStreamName is required.")
         info["group"] = group.name
-        if group.log_class == "DELIVERY":
-            raise ApiError(
-                "InvalidOperationException",
-                "GetLogEvents is not supported for log groups of the DELIVERY log class.",
-            )
+        if group.log_class in self.refused_classes:
+            raise ApiError("InvalidOperationException", self.class_refusal_message)
         if req.get("unmask"):
             self.unmask_calls += 1
         if req.get("unmask") and self.refuse_unmask:
