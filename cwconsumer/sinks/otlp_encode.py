@@ -189,31 +189,31 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _record(doc: dict[str, Any], ts_ms: int, lambda_group: bool, clock: _NanoClock) -> LogRecord:
+def _fill(
+    record: LogRecord,
+    doc: dict[str, Any],
+    ts_ms: int,
+    stream_attrs: list[KeyValue],
+    clock: _NanoClock,
+) -> None:
+    """Write ``doc`` into ``record`` (in place: appending a built message copies it)."""
     aws = _obj(doc.get("aws"))
-    cw = _obj(aws.get("cloudwatch"))
     event = _obj(doc.get("event"))
-    attrs: list[KeyValue] = []
-    stream = cw.get("log_stream")
-    if isinstance(stream, str):
-        attrs.append(_kv_list("aws.log.stream.names", stream))
-        if lambda_group:
-            attrs.append(_kv("faas.instance", stream))
+    record.time_unix_nano = ts_ms * 1_000_000
+    record.observed_time_unix_nano = clock(event.get("ingested"))
+    record.body.string_value = str(doc.get("message", ""))
+    attributes = record.attributes
+    attributes.extend(stream_attrs)
     uid = event.get("id")
     if isinstance(uid, str):
-        attrs.append(_kv("log.record.uid", uid))
-    record = LogRecord(
-        time_unix_nano=ts_ms * 1_000_000,
-        observed_time_unix_nano=clock(event.get("ingested")),
-        body=AnyValue(string_value=str(doc.get("message", ""))),
-    )
+        attributes.add(key="log.record.uid").value.string_value = uid
     fields = aws.get("lambda")
     if isinstance(fields, dict):
         for key, value in fields.items():
-            attrs.append(KeyValue(key=f"aws.lambda.{key}", value=any_value(value)))
+            attributes.add(key=f"aws.lambda.{key}", value=any_value(value))
         request_id = fields.get("request_id")
         if isinstance(request_id, str):
-            attrs.append(_kv("faas.invocation_id", request_id))
+            attributes.add(key="faas.invocation_id").value.string_value = request_id
         trace = fields.get("xray_trace_id")
         if isinstance(trace, str):
             m = _XRAY_TRACE.fullmatch(trace)
@@ -229,20 +229,30 @@ def _record(doc: dict[str, Any], ts_ms: int, lambda_group: bool, clock: _NanoClo
         record.severity_number = severity_number(level)  # type: ignore[assignment]
     obj = doc.get("json")
     if isinstance(obj, dict):
-        attrs.append(KeyValue(key="json", value=any_value(obj)))
-    record.attributes.extend(attrs)
-    return record
+        attributes.add(key="json", value=any_value(obj))
+
+
+def _stream_attrs(stream: Any, lambda_group: bool) -> list[KeyValue]:
+    if not isinstance(stream, str):
+        return []
+    attrs = [_kv_list("aws.log.stream.names", stream)]
+    if lambda_group:
+        attrs.append(_kv("faas.instance", stream))
+    return attrs
 
 
 def build_request(batch: OutBatch) -> tuple[ExportLogsServiceRequest, dict[int, str], list[str]]:
     """The request for ``batch``, ``{index: reason}`` for documents that cannot
-    be encoded (left out of the request), and each document's ``event.id``."""
+    be encoded, and each document's ``event.id``. When any document cannot be
+    encoded, the request is incomplete and must not be sent."""
     clock = _NanoClock()
     bad: dict[int, str] = {}
     uids: list[str] = []
     by_resource: dict[tuple[str, str, str], tuple[ScopeLogs, bool]] = {}
+    by_stream: dict[tuple[str, str, str, Any], list[KeyValue]] = {}
     request = ExportLogsServiceRequest()
     scope = InstrumentationScope(name="cwconsumer", version=__version__)
+    stamps = batch.timestamps_ms
     for i, raw in enumerate(batch.docs):
         try:
             doc = doc_fields(raw)
@@ -262,15 +272,18 @@ def build_request(batch: OutBatch) -> tuple[ExportLogsServiceRequest, dict[int, 
                 scope_logs.scope.CopyFrom(scope)
                 known = by_resource[key] = (scope_logs, name.startswith(_LAMBDA_PREFIX))
             scope_logs, lambda_group = known
-            record = _record(doc, batch.timestamps_ms[i], lambda_group, clock)
+            stream = cw.get("log_stream")
+            stream_key = (*key, stream)
+            attrs = by_stream.get(stream_key)
+            if attrs is None:
+                attrs = by_stream[stream_key] = _stream_attrs(stream, lambda_group)
+            _fill(scope_logs.log_records.add(), doc, stamps[i], attrs, clock)
             uid = _obj(doc.get("event")).get("id", "")
             uids.append(uid if isinstance(uid, str) else "")
         except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
             # A lone surrogate (protobuf strings must be UTF-8), a malformed document.
             bad[i] = f"document cannot be encoded as OTLP: {type(exc).__name__}: {exc}"[:300]
             uids.append("")
-            continue
-        scope_logs.log_records.append(record)
     return request, bad, uids
 
 
