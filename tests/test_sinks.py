@@ -12,14 +12,6 @@ from typing import Any
 
 import anyio
 import pytest
-from support.fakesinks import (
-    PlainSecret,
-    RecordingSink,
-    SinkTestSettings,
-    make_self_signed,
-    sample_batch,
-    server_ssl_context,
-)
 
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError
@@ -31,6 +23,14 @@ from cwconsumer.sinks.formats import dumps_each, join_json_array, join_ndjson
 from cwconsumer.sinks.http import HttpSink, Response, classify_response, parse_retry_after
 from cwconsumer.sinks.loki import LokiSink
 from cwconsumer.sinks.splunk import SplunkHecSink
+from tests.support.fakesinks import (
+    PlainSecret,
+    RecordingSink,
+    SinkTestSettings,
+    make_self_signed,
+    sample_batch,
+    server_ssl_context,
+)
 
 TOKEN = "tok-3f9c2b7d1e"
 PASSWORD = "pa55-w0rd-x9"
