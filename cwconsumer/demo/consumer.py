@@ -31,6 +31,7 @@ class Consumer:
         self.starts = 0
 
     def start(self) -> int:
+        """Start the child (again); returns its pid."""
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"--- demo: start #{self.starts} ---\n".encode())
@@ -47,20 +48,25 @@ class Consumer:
 
     @property
     def pid(self) -> int:
+        """The child's pid, 0 before the first start."""
         return self.proc.pid if self.proc is not None else 0
 
     def check_alive(self) -> None:
+        """:class:`DemoFailed` if the child has exited by itself."""
         if self.proc is not None and self.proc.poll() is not None:
             raise DemoFailed(
                 f"the consumer stopped by itself with exit code {self.proc.returncode}"
             )
 
     def kill(self) -> None:
+        """SIGKILL the child and reap it: the crash."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
     def terminate(self, timeout_s: float) -> int:
+        """SIGTERM the child and return its exit code; :class:`DemoFailed` (after a kill)
+        if it does not stop within ``timeout_s``."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -73,6 +79,7 @@ class Consumer:
             ) from None
 
     def cleanup(self) -> None:
+        """Stop the child if it still runs (SIGTERM, then SIGKILL after 10 s)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -83,6 +90,7 @@ class Consumer:
             self.proc.wait()
 
     def tail(self, lines: int = TAIL_LINES) -> list[str]:
+        """The last ``lines`` of the child's log, for a failure report."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:

@@ -110,13 +110,16 @@ class Receiver:
 
     @property
     def url(self) -> str:
+        """Where the consumer sends (``CWC_SINK_URL``)."""
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/ingest"
 
     def start(self) -> None:
+        """Serve in a daemon thread."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -32,22 +32,28 @@ class Out:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
 
     def bold(self, text: str) -> str:
+        """``text`` in bold (on a colour terminal)."""
         return self._paint("1", text)
 
     def dim(self, text: str) -> str:
+        """``text`` dimmed (on a colour terminal)."""
         return self._paint("2", text)
 
     def good(self, text: str) -> str:
+        """``text`` in green (on a colour terminal)."""
         return self._paint("32", text)
 
     def bad(self, text: str) -> str:
+        """``text`` in bold red (on a colour terminal)."""
         return self._paint("31;1", text)
 
     def mark(self, ok: bool) -> str:
+        """A tick or a cross (``ok`` / ``XX`` without Unicode)."""
         sym = ("✓" if ok else "✗") if self.unicode else ("ok" if ok else "XX")
         return self.good(sym) if ok else self.bad(sym)
 
     def line(self, text: str = "") -> None:
+        """Write one line; the next :meth:`live` block starts below it."""
         self._live = 0
         self.stream.write(text + "\n")
         self.stream.flush()
@@ -62,6 +68,7 @@ class Out:
         self._live = len(lines)
 
     def bar(self, done: int, total: int, width: int = 24) -> str:
+        """A progress bar of ``width`` characters for ``done`` of ``total``."""
         frac = 1.0 if total <= 0 else min(1.0, done / total)
         filled = round(frac * width)
         full, empty = ("█", "░") if self.unicode else ("#", ".")

@@ -36,10 +36,12 @@ class CloudWatch:
 
     @property
     def url(self) -> str:
+        """The endpoint (``AWS_ENDPOINT_URL`` for the consumer)."""
         host, port = self._server.get_host_and_port()
         return f"http://{host}:{port}"
 
     def start(self) -> None:
+        """Start moto on a free loopback port and a client to fill it."""
         import botocore.config
         import botocore.session
 
@@ -54,6 +56,7 @@ class CloudWatch:
         )
 
     def stop(self) -> None:
+        """Close the client and stop moto."""
         if self._client is not None:
             self._client.close()
         self._server.stop()

@@ -132,6 +132,7 @@ class Tour:
         self.timeout_s = PHASE_TIMEOUT_S
 
     def run(self) -> None:
+        """Every phase in order; :class:`DemoFailed` when a check fails."""
         self._set_up()
         consumer = self._start_consumer()
         self._first_run(consumer)
