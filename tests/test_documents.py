@@ -93,7 +93,10 @@ def test_plain_document_has_no_parsed_fields() -> None:
     assert doc == {
         "@timestamp": "2026-11-21T10:00:00.123Z",
         "message": "hello from print()\n",
-        "event": {"id": event_id("/ecs/web", STREAM, T0, 0, region="us-east-1"), "ingested": iso_ms(T0 + 333)},
+        "event": {
+            "id": event_id("/ecs/web", STREAM, T0, 0, region="us-east-1"),
+            "ingested": iso_ms(T0 + 333),
+        },
         "aws": {"cloudwatch": {"log_group": "/ecs/web", "log_stream": STREAM}},
         "cloud": {"provider": "aws", "region": "us-east-1"},
     }
@@ -614,6 +617,9 @@ def test_parsed_documents_keep_time_and_id_at_the_edges_of_time(ts_ms: int) -> N
         fields = [doc_fields(d) for d in fast[0]]
         assert [f["@timestamp"] for f in fields] == [iso_ms(ts_ms)] * 3
         first = 0 if prev[0] is None else prev[1] + 1
-        ids = [event_id("/aws/lambda/f", STREAM, ts_ms, first + i, region="eu-west-1") for i in range(3)]
+        ids = [
+            event_id("/aws/lambda/f", STREAM, ts_ms, first + i, region="eu-west-1")
+            for i in range(3)
+        ]
         assert [f["event"]["id"] for f in fields] == ids
         assert "json" in fields[0] and "lambda" in fields[2]["aws"]

@@ -82,7 +82,11 @@ def test_every_event_of_three_groups_arrives_in_order_and_new_things_flow(
     d = next(x for x in docs if x["message"] == fresh[0])
     assert d["aws"]["cloudwatch"] == {"log_group": "/aws/lambda/new-fn", "log_stream": "x"}
     # The account comes from STS GetCallerIdentity (moto's default account).
-    assert d["cloud"] == {"provider": "aws", "region": "us-east-1", "account": {"id": "123456789012"}}
+    assert d["cloud"] == {
+        "provider": "aws",
+        "region": "us-east-1",
+        "account": {"id": "123456789012"},
+    }
     assert d["@timestamp"].endswith("Z") and len(d["event"]["id"]) == 32
 
 

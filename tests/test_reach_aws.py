@@ -127,8 +127,10 @@ def test_refused_assume_role_check_fails_naming_the_role_and_run_waits_then_reco
 
     def refused() -> bool:
         got = admin.healthz()
-        return got is not None and got[0] == 503 and any(
-            "AssumeRole" in r and ROLE in r for r in got[1].get("reasons", [])
+        return (
+            got is not None
+            and got[0] == 503
+            and any("AssumeRole" in r and ROLE in r for r in got[1].get("reasons", []))
         )
 
     wait_until(refused, 30, "/healthz to name the refused role")
@@ -136,7 +138,9 @@ def test_refused_assume_role_check_fails_naming_the_role_and_run_waits_then_reco
     assert product.running(), "a refused role is retried, not fatal"
     calls = [c for c in fake.sts_calls if c.get("Action") == "AssumeRole"]
     assert calls and all(c["RoleArn"] == ROLE for c in calls)
-    assert all(c["ExternalId"] == EXTERNAL_ID and c["RoleSessionName"] == "cwconsumer" for c in calls)
+    assert all(
+        c["ExternalId"] == EXTERNAL_ID and c["RoleSessionName"] == "cwconsumer" for c in calls
+    )
     fake.deny_assume_role = False
     wait_until(lambda: len(sink.docs()) >= 40, 60, "events once the role is allowed")
     assert product.terminate() == 0
