@@ -374,6 +374,11 @@ class LogsClient:
             message = str(err.get("Message", ""))[:300]
             if getattr(exc, "operation_name", "") == "AssumeRole":
                 raise self._assume_role_failed(code, message) from exc
+            if op == "ListLogGroups" and code in _DENIED_CODES:
+                # A policy without logs:ListLogGroups (older ones): expected, and
+                # the caller falls back; not a refusal for /healthz.
+                self._observe(op, "error")
+                raise AccessDenied(f"{op}: {code}: {message}", code=code) from exc
             if op == "ListLogGroups" and not code.isalpha():
                 # An endpoint that does not know the operation (moto answers an
                 # HTML 500): not throttling; the caller falls back.

@@ -75,6 +75,7 @@ class Service:
         self._stop = anyio.Event()
         self._store: Store | None = None
         self._logs: LogsClient | None = None
+        self._discovery: Discovery | None = None
         self.lanes: list[Lane] = []
         self.admin_port: int | None = None
         self.started_at = time.time()
@@ -302,6 +303,7 @@ class Service:
             idle_grace_s=cfg.idle_grace_s,
             account=account,
         )
+        self._discovery = discovery
         await discovery.load()
         fetch_scope = anyio.CancelScope()
         lanes_done = anyio.Event()
@@ -430,7 +432,12 @@ class Service:
                 stream_ingestion_lag_s(st, self.metrics.in_flight, now), 1
             )
             g["streams"][st.key.stream] = view
+        listed_class = self._discovery.group_class if self._discovery is not None else {}
         for name, g in groups.items():
+            if name in listed_class:
+                g["log_class"] = listed_class[name]
+            if name in self.health.groups_refused:
+                g["not_read"] = self.health.groups_refused[name]
             figures = self.metrics.groups.get(name)
             g["lag_s"] = (
                 None if figures is None or figures.lag_s is None else round(figures.lag_s, 1)

@@ -175,6 +175,24 @@ def test_prefix_discovery_with_list_log_groups_and_the_fallback(
         assert described.ok >= 1
 
 
+def test_a_policy_without_list_log_groups_falls_back_and_stays_healthy(
+    start_fakecwl: Any, make_fake_product: Any, sink: RecordingSink
+) -> None:
+    fake = start_fakecwl()
+    fake.list_log_groups = True
+    fake.deny_list_log_groups = True
+    Writer(fake, seed=6).put("/app/a", "s", 10)
+    port = free_port()
+    product = make_fake_product(
+        fake, sink.url, CWC_LOG_GROUP_PREFIXES="/app/", CWC_ADMIN_ADDR=f"127.0.0.1:{port}"
+    ).start()
+    wait_until(lambda: len(sink.docs()) >= 10, 60, "the group found by DescribeLogGroups")
+    got = Admin(port).healthz()
+    assert got is not None and got[0] == 200, got
+    assert product.terminate() == 0
+    assert fake.counts("ListLogGroups").errors == {"AccessDeniedException": 1}
+
+
 def test_a_group_whose_class_refuses_get_log_events_is_said_once_and_stalls_nothing(
     start_fakecwl: Any, make_fake_product: Any, sink: RecordingSink
 ) -> None:
@@ -233,6 +251,11 @@ def test_a_refusal_naming_no_class_counts_for_a_group_listed_with_another_class(
         return got is not None and "/logs/cold" in got[1].get("groups_not_read", {})
 
     wait_until(reported, 30, "/healthz to name the refused group")
+    stats = admin.stats() or {}
+    groups = stats.get("groups", {})
+    assert groups["/logs/cold"]["log_class"] == "INFREQUENT_ACCESS"
+    assert "not supported" in groups["/logs/cold"]["not_read"]
+    assert groups["/logs/fine"]["log_class"] == "STANDARD"
     assert product.terminate() == 0
     assert len(fake.get_calls(group="/logs/cold")) == 1
 

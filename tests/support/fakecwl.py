@@ -345,6 +345,7 @@ class FakeCloudWatchLogs:
         # ListLogGroups is off by default, like moto: the product falls back
         # to DescribeLogGroups; list_log_groups=True serves it (1,000 a page).
         self.list_log_groups = False
+        self.deny_list_log_groups = False  # AccessDenied, as for a policy without it
         self.refuse_unmask = False  # GetLogEvents with unmask=true: AccessDenied (no logs:Unmask)
         self.unmask_calls = 0  # GetLogEvents calls that asked for unmask=true
         # GetLogEvents on a group of these classes: InvalidOperationException with
@@ -869,6 +870,11 @@ class FakeCloudWatchLogs:
         info: dict[str, Any] = {}
         try:
             listing = op == "ListLogGroups" and self.list_log_groups
+            if op == "ListLogGroups" and self.deny_list_log_groups:
+                raise ApiError(
+                    "AccessDeniedException",
+                    "User is not authorized to perform: logs:ListLogGroups",
+                )
             if op != "GetLogEvents" and op not in self._ops and not listing:
                 raise ApiError("UnknownOperationException", f"Unknown operation {op!r}")
             if not isinstance(req, dict):
