@@ -95,6 +95,8 @@ def secrets_of(cfg: Config) -> list[str]:
         out.append(base64.b64encode(pair).decode())
     if cfg.sink_token:
         out.append(cfg.sink_token.get())
+    if cfg.aws_external_id:
+        out.append(cfg.aws_external_id.get())
     out.extend(v for k, v in cfg.sink_headers if _SENSITIVE_HEADER.search(k))
     out.extend(aws_secrets())
     return out

@@ -310,6 +310,11 @@ def test_role_and_external_id_configuration_problems(tmp_path: Path) -> None:
     cfg = load_config({**base, "CWC_AWS_ROLE_ARN": ROLE, "CWC_AWS_EXTERNAL_ID": EXTERNAL_ID})
     assert cfg.aws_role_arn == ROLE and cfg.aws_role_session_name == "cwconsumer"
     assert EXTERNAL_ID not in json.dumps(cfg.redacted()) + repr(cfg)
+    from cwconsumer.logs import Redactor, secrets_of
+
+    redactor = Redactor()
+    redactor.add(secrets_of(cfg))
+    assert redactor.scrub(f"echoed {EXTERNAL_ID} back") == "echoed *** back"
     with pytest.raises(ConfigError) as err:
         load_config(
             {
