@@ -82,7 +82,15 @@ def test_assumed_role_reads_the_source_account_by_name_and_by_arn(
         CWC_AWS_ROLE_ARN=ROLE,
         CWC_AWS_EXTERNAL_ID=EXTERNAL_ID,
         CWC_LOG_LEVEL="DEBUG",
-    ).start()
+    )
+    checked = run_cli(product.env, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert f"✓ role {ROLE}: assumed with an external id (session cwconsumer)" in "\n".join(lines)
+    assert any(x.startswith(f"✓ AWS account: {SOURCE} (the role's)") for x in lines)
+    assert any(x.startswith(f"✓ group {arn}: DescribeLogStreams and GetLogEvents") for x in lines)
+    assert EXTERNAL_ID not in checked.stdout + checked.stderr
+    product.start()
     wait_until(lambda: len(sink.docs()) >= 3, 60, "the source account's events")
     assert product.terminate() == 0
     docs = sink.docs()
