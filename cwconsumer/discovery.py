@@ -80,6 +80,20 @@ def group_matches(name: str, groups: Iterable[str], prefixes: Iterable[str]) -> 
     return name in set(groups) or any(group_name(name).startswith(p) for p in prefixes)
 
 
+def listed_group_key(listed: dict[str, Any], own_account: str) -> str | None:
+    """A listed group's identity: its name in the credentials' own account;
+    its ARN (no ``:*``) in another (a linked source account, listed with
+    ``includeLinkedAccounts``), so same-named groups stay apart."""
+    name = listed.get("logGroupName")
+    if not isinstance(name, str):
+        return None
+    raw_arn = listed.get("logGroupArn") or listed.get("arn")
+    arn = parse_group_arn(str(raw_arn)) if raw_arn else None
+    if arn is not None and own_account and arn.account != own_account:
+        return str(arn)
+    return name
+
+
 class Discovery:
     def __init__(
         self,
@@ -215,17 +229,7 @@ class Discovery:
         return names
 
     def _group_key(self, listed: dict[str, Any]) -> str | None:
-        """A listed group's identity: its name in the credentials' own account;
-        its ARN (no ``:*``) in another (a linked source account, listed with
-        ``includeLinkedAccounts``), so same-named groups stay apart."""
-        name = listed.get("logGroupName")
-        if not isinstance(name, str):
-            return None
-        raw_arn = listed.get("logGroupArn") or listed.get("arn")
-        arn = parse_group_arn(str(raw_arn)) if raw_arn else None
-        if arn is not None and self._account and arn.account != self._account:
-            return str(arn)
-        return name
+        return listed_group_key(listed, self._account)
 
     async def _walk_group(self, name: str) -> None:
         now = _now_ms()

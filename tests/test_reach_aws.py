@@ -348,3 +348,23 @@ def test_role_and_external_id_configuration_problems(tmp_path: Path) -> None:
     assert err.value.problems == [
         "CWC_AWS_EXTERNAL_ID: is only used with CWC_AWS_ROLE_ARN, which is not set"
     ]
+
+
+def test_linked_accounts_groups_are_keyed_by_arn_and_match_prefixes_by_name() -> None:
+    from cwconsumer.arns import group_account, group_name
+    from cwconsumer.discovery import group_matches, listed_group_key
+
+    own = {
+        "logGroupName": "/app/x",
+        "arn": f"arn:aws:logs:{REGION}:123456789012:log-group:/app/x:*",
+    }
+    linked = {
+        "logGroupName": "/app/x",
+        "logGroupArn": f"arn:aws:logs:{REGION}:{SOURCE}:log-group:/app/x",
+    }
+    assert listed_group_key(own, "123456789012") == "/app/x"
+    key = listed_group_key(linked, "123456789012")
+    assert key == f"arn:aws:logs:{REGION}:{SOURCE}:log-group:/app/x"
+    assert group_name(key) == "/app/x" and group_account(key, "123456789012") == SOURCE
+    assert group_matches(key, (), ("/app/",)) and not group_matches(key, (), ("/other/",))
+    assert listed_group_key({"arn": "x"}, "1") is None
