@@ -241,3 +241,14 @@ async def test_undecodable_message_is_poison_alone(sinks: list[Sink], receiver: 
     res = await make(sinks, receiver.url).send(batch)
     assert res.items == [Outcome.RETRY, Outcome.POISON]
     assert receiver.requests() == []
+
+
+async def test_api_key_header_travels_and_is_masked_in_details(sinks: list[Sink]) -> None:
+    key = "collector-key-0123456789"
+    with OtlpFake() as receiver:
+        receiver.set_fault(400, body=f"bad request; your key was {key}")
+        sink = make(sinks, receiver.url, sink_headers=(("x-api-key", key),))
+        res = await sink.send(shaped(["one"]))
+        assert res.outcome is Outcome.POISON
+        assert key not in res.detail and "***" in res.detail
+        assert receiver.requests()[0].header("x-api-key") == key
