@@ -128,11 +128,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     logsetup.setup(cfg.log_level, cfg.log_format, _secrets(cfg))
     from cwconsumer.service import Service
 
+    service = Service(cfg)
+
     async def go() -> int:
-        await Service(cfg).run()
+        await service.run()
         return EXIT_OK
 
-    return _run_async(go)
+    code = _run_async(go)
+    if service.stuck_database:
+        # The database connection's thread is stuck in a statement and would
+        # keep the process alive for ever: end it now (nothing unconfirmed
+        # is lost; checkpoints only follow confirmations).
+        if code == EXIT_OK:  # otherwise the cause is already the last line
+            log.error("stopped: the database %s did not close within 5 s", cfg.db_path)
+        logging.shutdown()
+        os._exit(code or EXIT_ERROR)
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -110,10 +110,12 @@ class Reader:
         try:
             await self._route(chunk)
         except BaseException:
-            # Not handed over (shutdown): give the memory back; the checkpoint
-            # never covered these events, so they are read again next time.
+            # Not handed over (shutdown, or a failure): give the memory back
+            # and the read position too; the checkpoint never covered these
+            # events, so they are read again.
             self._budget.release(len(chunk.docs), chunk.nbytes)
             st.pending_events -= len(chunk.docs)
+            st.read_pos = pos
             raise
         if events:
             st.empty_pages = 0

@@ -14,7 +14,11 @@ Guarantees every request gets:
   factory chose (Basic, Bearer or Splunk), the operator's extra headers;
 - optional gzip (``Content-Encoding: gzip``) at the configured level;
 - no redirects followed: a 3xx means the URL is wrong, and is retried with a
-  detail saying so rather than silently turning a POST into a GET.
+  detail saying so rather than silently turning a POST into a GET;
+- a bounded answer: at most :data:`ANSWER_MAX_BYTES` of body (after
+  decompression) are read; a longer answer (a proxy's error page streamed for
+  ever, a misrouted download) is a transport failure, retried like one, and
+  never grows the process's memory.
 
 Answer classification for plain formats (:func:`classify_response`): 2xx OK;
 408, 429, 5xx, 3xx, connection errors and timeouts RETRY (with
@@ -57,6 +61,10 @@ USER_AGENT = f"cwconsumer/{__version__}"
 DETAIL_BODY_CHARS = 500
 RETRY_AFTER_MAX_S = 3600.0
 _GZIP_IN_THREAD_BYTES = 256 * 1024
+ANSWER_MAX_BYTES = 8 * 1024 * 1024
+"""The longest answer body read. Every format's useful answer is far smaller
+(an Elasticsearch bulk answer for 10,000 items with ``filter_path`` is well
+under 2 MiB); anything longer is treated as no answer."""
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|pass|cookie|signature", re.IGNORECASE)
 _MASK = "***"
 
@@ -293,8 +301,19 @@ class HttpPoster:
                 async with session.request(
                     method, url, data=data, headers=request_headers, allow_redirects=False
                 ) as resp:
-                    payload = await resp.read()
+                    payload = await _read_bounded(resp, ANSWER_MAX_BYTES)
+                    if payload is None:
+                        # The rest is not read: the connection is closed, not reused.
+                        resp.close()
+                        raise SinkError(
+                            self.redact(
+                                f"{method} {url}: HTTP {resp.status} answer longer than "
+                                f"{ANSWER_MAX_BYTES} bytes; not read"
+                            )
+                        )
                     return Response(resp.status, resp.headers, payload)
+        except SinkError:
+            raise
         except TimeoutError as exc:
             raise SinkError(f"{method} {url}: no answer within {self.timeout_s:g} s") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -315,6 +334,18 @@ class HttpPoster:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The answer's body, or None when it is longer than ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in resp.content.iter_any():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
 
 
 class PosterSink:
