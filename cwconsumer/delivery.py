@@ -441,9 +441,13 @@ def _event_id(doc: Doc) -> str:
     """The document's ``event.id`` for the dead-letter row; "" when the
     document cannot even be read back (it is stored whole anyway)."""
     try:
-        event = doc_fields(doc).get("event")
-    except ValueError:  # orjson.JSONDecodeError: a lone surrogate escape, say
-        return ""
+        fields: object = doc_fields(doc)
+    except ValueError:  # orjson refuses a lone surrogate escape; json reads it
+        try:
+            fields = json.loads(doc)
+        except (ValueError, TypeError):
+            return ""
+    event = fields.get("event") if isinstance(fields, dict) else None
     return str(event.get("id", "")) if isinstance(event, dict) else ""
 
 
