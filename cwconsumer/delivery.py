@@ -229,7 +229,12 @@ class Lane:
                 doc = docs[r.index]
                 dead_rows.append(
                     DeadLetter(
-                        key, _event_id(doc), ts, dead_letter_document(doc), r.status, r.detail[:2000]
+                        key,
+                        _event_id(doc),
+                        ts,
+                        dead_letter_document(doc),
+                        r.status,
+                        r.detail[:2000],
                     )
                 )
                 dead_per[key] = dead_per.get(key, 0) + 1
@@ -444,8 +449,8 @@ def _event_id(doc: Doc) -> str:
         fields: object = doc_fields(doc)
     except ValueError:  # orjson refuses a lone surrogate escape; json reads it
         try:
-            fields = json.loads(doc)
-        except (ValueError, TypeError):
+            fields = json.loads(doc) if isinstance(doc, bytes) else None
+        except ValueError:
             return ""
     event = fields.get("event") if isinstance(fields, dict) else None
     return str(event.get("id", "")) if isinstance(event, dict) else ""

@@ -237,10 +237,12 @@ class Service:
         store = self._store
         if store is None:
             return
-        fresh_s = self.cfg.lease_heartbeat_s * 1.5
-        while time.monotonic() - store.renewed_mono > fresh_s:
+        while True:
             try:
-                await store.heartbeat(_now_ms())
+                # Renewed within 1.5 heartbeats: nobody can have taken it (the
+                # TTL is more than two heartbeats).
+                await store.prove_lease(self.cfg.lease_heartbeat_s * 1.5)
+                return
             except StoreError as exc:
                 if isinstance(exc, LeaseLost) or not exc.retriable:
                     raise

@@ -359,6 +359,15 @@ class Store:
             await db.execute("UPDATE lease SET heartbeat_ms = ? WHERE id = 1", (now_ms,))
         self.renewed_mono = started
 
+    async def prove_lease(self, fresh_s: float, now_ms: int | None = None) -> None:
+        """Before an action that must not happen without the lease (sending a
+        batch): if the lease was not renewed within ``fresh_s`` (the process
+        was frozen, or its heartbeat is failing), renew it now, which raises
+        :class:`LeaseLost` when another process took it meanwhile."""
+        if time.monotonic() - self.renewed_mono <= fresh_s:
+            return
+        await self.heartbeat(_now_ms() if now_ms is None else now_ms)
+
     def check_file(self) -> None:
         """Raise :class:`StoreGone` when the path no longer names the open file
         (its directory or file was removed or replaced: every later write would
@@ -410,9 +419,7 @@ class Store:
             sql += " WHERE group_name = ?"
             args = (group,)
         with _edge(self.path, "cannot read"):
-            rows = await self._db.execute_fetchall(
-                sql + " ORDER BY group_name, stream_name", args
-            )
+            rows = await self._db.execute_fetchall(sql + " ORDER BY group_name, stream_name", args)
         return [_stream_row(r) for r in rows]
 
     async def save_group(self, row: GroupRow) -> None:
@@ -614,9 +621,7 @@ class _Fenced:
                 with _edge(s.path, "cannot write"):
                     await s._db.execute("BEGIN IMMEDIATE")
                     rows = list(
-                        await s._db.execute_fetchall(
-                            "SELECT owner, epoch FROM lease WHERE id = 1"
-                        )
+                        await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1")
                     )
             except BaseException:
                 # Even when cancelled while BEGIN waits for the database lock,

@@ -323,7 +323,9 @@ async def test_commit_failures_keep_the_dead_letters_with_their_checkpoint(
     poison = {f"p{p}-{i}" for p in range(20) for i in (7, 31)}
 
     def script(batch: OutBatch, n: int) -> SendResult:
-        bad = {j: "mapper_parsing_exception" for j, d in enumerate(batch.docs) if event_id(d) in poison}
+        bad = {
+            j: "mapper_parsing_exception" for j, d in enumerate(batch.docs) if event_id(d) in poison
+        }
         if not bad:
             return ok(batch, n)
         items = [Outcome.POISON if j in bad else Outcome.OK for j in range(len(batch))]
