@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import orjson
 import pytest
@@ -56,7 +57,7 @@ class Clock:
         self.now += seconds
         self.slept += seconds
         self.sleeps += 1
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 def make_chunks(pages: int, per_page: int) -> list[Chunk]:
