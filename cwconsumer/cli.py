@@ -288,8 +288,11 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
     if getattr(args, "standby_ok", False):
         url += "?standby=ok"  # a standby counts as healthy for this check
+    # Never through a proxy: HTTP_PROXY set for the sink or AWS must not send
+    # a check of this very container's loopback port elsewhere.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with opener.open(url, timeout=5) as resp:
             print(resp.read().decode(errors="replace"))
             return EXIT_OK if resp.status == 200 else EXIT_ERROR
     except urllib.error.HTTPError as exc:

@@ -317,6 +317,7 @@ class Lane:
         work: deque[Sequence[int]] = deque([range(len(batch))])
         rejected: list[Rejected] = []
         attempt = 0
+        refused = 0  # refusals of the whole request (credentials, URL): logged sparsely
         while work:
             idx = work[0]
             sub = batch if len(idx) == len(batch) else batch.pick(idx)
@@ -351,8 +352,9 @@ class Lane:
                 await self._sleep(backoff_s(attempt, retry_after=res.retry_after_s))
             elif outcome is Outcome.AUTH:
                 attempt += 1
+                refused += 1
                 self._health.auth_error = _describe(res)
-                if attempt in (1, 3) or attempt % 10 == 0:
+                if refused in (1, 3) or refused % 10 == 0:
                     log.error(
                         "sink rejects the credentials; not advancing, retrying slowly "
                         "(check CWC_SINK_TOKEN / the URL's user:password)",
@@ -361,9 +363,10 @@ class Lane:
                 await self._sleep(auth_backoff_s(attempt))
             elif outcome is Outcome.POISON and self._sink_wide(res):
                 attempt += 1
+                refused += 1
                 self._refusing = (res.status, res.detail)
                 self._health.sink_refusing = _describe_refusal(res.status, res.detail)
-                if attempt in (1, 3) or attempt % 10 == 0:
+                if refused in (1, 3) or refused % 10 == 0:
                     log.error(
                         "sink refuses the request itself, not an event; not dead-lettering, "
                         "retrying slowly (check CWC_SINK_URL and the sink)",

@@ -40,7 +40,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import math
-import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -54,6 +53,7 @@ import anyio.to_thread
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError, SinkError
 from cwconsumer.model import OutBatch
+from cwconsumer.secrets import SENSITIVE_NAME
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import PlainFormat, dumps_each
 
@@ -65,7 +65,6 @@ ANSWER_MAX_BYTES = 8 * 1024 * 1024
 """The longest answer body read. Every format's useful answer is far smaller
 (an Elasticsearch bulk answer for 10,000 items with ``filter_path`` is well
 under 2 MiB); anything longer is treated as no answer."""
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|pass|cookie|signature", re.IGNORECASE)
 _MASK = "***"
 
 
@@ -208,7 +207,7 @@ def _secret_values(options: HttpOptions) -> list[str]:
         _, _, credential = options.authorization.partition(" ")
         if credential:
             values.append(credential)
-    values.extend(v for k, v in options.headers if v and _SECRET_HEADER.search(k))
+    values.extend(v for k, v in options.headers if v and SENSITIVE_NAME.search(k))
     # Longest first so a value containing another is masked whole.
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
