@@ -47,6 +47,8 @@ class Reader:
         idle_grace_s: float,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
         on_state: Callable[[StreamState], None] = lambda st: None,
+        ready: Callable[[StreamState], bool] = lambda st: True,
+        park: Callable[[StreamState], None] = lambda st: None,
     ) -> None:
         self._logs = logs
         self._schedule = schedule
@@ -58,6 +60,8 @@ class Reader:
         self._grace_ms = int(idle_grace_s * 1000)
         self._on_read = on_read
         self._on_state = on_state
+        self._ready = ready
+        self._park = park
 
     async def worker(self) -> None:
         """Runs until cancelled. Memory first, then a stream: a worker never
@@ -66,6 +70,13 @@ class Reader:
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
             st = await self._schedule.take()
+            if not self._ready(st):
+                # Its lane is full (a slow or stuck sink lane): park it until
+                # the lane has room and serve other lanes' streams meanwhile;
+                # waiting here would let one lane capture every worker.
+                st.busy = False
+                self._park(st)
+                continue
             reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
             if not reserved:  # another worker took the room meanwhile
                 self._schedule.put_back(st)

@@ -55,7 +55,7 @@ from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
 from cwconsumer.errors import CwcError, LeaseLost, StageFailed, StoreError
-from cwconsumer.flow import Budget
+from cwconsumer.flow import Budget, Router
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.model import Chunk, StreamKey
@@ -291,9 +291,13 @@ class Service:
         ]
         lanes = self.lanes
 
+        # Never waits: a reader only reads a stream whose lane has room, so a
+        # stuck lane cannot hold every worker.
+        router = Router([lane.channel for lane in lanes], self.schedule, lambda k: lane_of(k, n))
+
         async def route(chunk: Chunk) -> None:
             self.metrics.in_flight.read(chunk)
-            await lanes[lane_of(chunk.key, n)].channel.put(chunk)
+            router.push(chunk)
 
         reader = Reader(
             logs,
@@ -306,6 +310,8 @@ class Service:
             idle_grace_s=cfg.idle_grace_s,
             on_read=lambda st, k: self.metrics.events_read.labels(st.key.group).inc(k),
             on_state=lambda st: reg.dirty.add(st.key),
+            ready=router.ready,
+            park=router.park,
         )
         discovery = Discovery(
             logs,
