@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -316,3 +317,26 @@ def test_a_sink_answering_404_to_everything_dead_letters_nothing(
     assert all_delivered(sink, w)
     assert read_rows(db, "SELECT COUNT(*) FROM dead_letters") == [(0,)]
     assert product.terminate() == 0
+
+
+# -- a fatal signal (item 13) -----------------------------------------------------------
+
+
+def test_a_fatal_signal_leaves_its_cause_and_the_stacks_on_stderr(
+    rig: Callable[..., tuple[FakeCloudWatchLogs, Writer, Product]],
+    sink: RecordingSink,
+) -> None:
+    """SQLite dies of SIGBUS when its WAL shared-memory file goes away under
+    it; old code died without a word. Now the signal's name and every
+    thread's stack are written to stderr (faulthandler) before the process
+    ends, where the container's log driver catches them."""
+    _fake, w, product = rig()
+    product.start()
+    wait_until(lambda: all_delivered(sink, w), 30, "the first events")
+    assert product.proc is not None
+    product.proc.send_signal(signal.SIGBUS)
+    rc = wait_exit(product, 10)
+    assert rc == -signal.SIGBUS
+    logs = product.logs()
+    assert "Fatal Python error: Bus error" in logs
+    assert "Thread 0x" in logs or "Current thread" in logs
