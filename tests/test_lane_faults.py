@@ -527,3 +527,45 @@ async def test_a_lone_surrogate_escape_is_shipped_or_dead_lettered_never_raised(
     assert [r[0] for r in rows] == [chunk.docs[1]]
     assert len(rig.sink.accepted) == 2
     assert await rig.checkpoint_token() == "t1"
+
+
+# -- the reader: a chunk not handed over gives back its position -----------------
+
+
+async def test_a_chunk_that_cannot_be_handed_over_is_read_again_not_skipped() -> None:
+    """Old code moved the stream's read position before handing the chunk
+    over; when the hand-over raised, the worker was restarted past the page:
+    every event of it was lost (item 4's second half)."""
+    from cwconsumer.aws import Page
+    from cwconsumer.model import Checkpoint
+    from cwconsumer.reader import Reader
+    from cwconsumer.streams import Schedule, StreamState
+
+    class Logs:
+        async def get_log_events(
+            self, group: str, stream: str, token: str | None, start: int | None, limit: int = 0
+        ) -> Page:
+            events = [LogEvent(T0 + i, msgspec.Raw(b'"m"'), T0 + i) for i in range(4)]
+            return Page(events, "next-token")
+
+    async def broken_route(chunk: Chunk) -> None:
+        raise RuntimeError("hand-over failed")
+
+    budget = Budget(1000, 1 << 20)
+    reader = Reader(
+        Logs(),  # type: ignore[arg-type]
+        Schedule(),
+        budget,
+        broken_route,
+        region="us-east-1",
+        parse_mode="auto",
+        poll_interval_s=1.0,
+        idle_grace_s=60.0,
+    )
+    start = Checkpoint(None, 0)
+    st = StreamState(key=KEY, committed=start, read_pos=start)
+    reserved = budget.try_reserve(10)
+    with pytest.raises(RuntimeError):
+        await reader.poll(st, reserved)
+    assert st.read_pos == start  # the page is read again, not skipped
+    assert budget.events == 0 and budget.reserved == 0 and st.pending_events == 0
