@@ -503,7 +503,9 @@ class Service:
                     "retrying": self.health.sink_error,
                     "attempt": self.health.sink_failures,
                     "credentials_rejected": self.health.auth_error,
+                    "refusing_requests": self.health.sink_refusing,
                 },
+                "database_error": self.health.store_error,
             },
             "groups": groups,
         }
