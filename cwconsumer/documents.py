@@ -142,6 +142,8 @@ _STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 00
 _HEAD_LEN: Final = _STAMP_END + len(_HEAD_CLOSE)
 _MS_CLOSE: Final = tuple(suffix.encode() + _HEAD_CLOSE for suffix in _MS_SUFFIX)
 """A line's head after the stamp's second, by millisecond: ``b'123Z","message":'``."""
+_ID_AT: Final = _HEAD_LEN + len(_EVENT_ID_KEY)
+"""Of a plain line: where its ``event.id`` starts, after the message token."""
 _first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
 """Of a plain line: the first byte of the message's JSON string, after its quote."""
 
@@ -151,6 +153,12 @@ def _head(stamp: str) -> bytes:
     return _HEAD_OPEN + stamp.encode() + _HEAD_CLOSE
 
 
+_dumps: Final = orjson.dumps
+_LEVEL_PARTS: Final = {
+    level: b',"log":{"level":' + orjson.dumps(level) + b"}"
+    for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
+}
+"""The ``log`` part of a document for the levels Lambda's runtimes write."""
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
 _LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
 
@@ -166,7 +174,10 @@ class Shaper:
 
     __slots__ = (
         "_aws",
+        "_aws_lambda_open",
+        "_aws_plain",
         "_cloud",
+        "_cloud_part",
         "_cloudwatch",
         "_flagged",
         "_id_key",
@@ -226,10 +237,14 @@ class Shaper:
         }
         # Serialized size of everything but the message text (+1 for a sink's separator).
         self._overhead = len(orjson.dumps(template)) - 4 + 1
-        # What follows "event" in every unparsed document, serialized once.
-        self._json_tail = (
-            b',"aws":' + orjson.dumps(self._aws) + b',"cloud":' + orjson.dumps(self._cloud) + b"}"
+        # What follows "event" in a document, serialized once: in every
+        # unparsed one, _json_tail; in a parsed one, its parts.
+        self._aws_plain = b',"aws":' + orjson.dumps(self._aws)
+        self._aws_lambda_open = (
+            b',"aws":{"cloudwatch":' + orjson.dumps(self._cloudwatch) + b',"lambda":'
         )
+        self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
+        self._json_tail = self._aws_plain + self._cloud_part + b"}"
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -337,22 +352,81 @@ class Shaper:
 
     def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
         """Replace plain line ``docs[i]`` by the parsed document if its message
-        is one to parse; returns the change in the estimated byte count."""
+        is one to parse; returns the change in the byte count.
+
+        The parsed document is written as bytes too: the plain line's head and
+        ``event`` part (the time and id it already holds, at fixed offsets),
+        the message as orjson writes it, then ``aws`` with the Lambda fields,
+        ``cloud``, ``log`` and ``json``: the same bytes as ``orjson.dumps`` of
+        the dict document of :meth:`_shape_parsed`. Nothing parsed outlives
+        this call.
+        """
         message = message_text(ev)
         if message is None or message[:1] not in self._triggers:
             return 0  # an escape that hid nothing to parse: the line stands
         line = docs[i]
         assert isinstance(line, bytes)
-        # The plain line already holds this event's time and id, at fixed
-        # offsets (HEAD_LEN): read them back rather than recount ordinals.
-        id_at = _HEAD_LEN + len(ev.message) + len(_EVENT_ID_KEY)
-        event = {"id": line[id_at : id_at + 32].decode()}
-        if ev.ingestionTime is not None:
-            event["ingested"] = iso_ms(ev.ingestionTime)
-        doc, extra = self._shape_parsed(line[_STAMP_AT:_STAMP_END].decode(), message, event)
+        fields, level, obj = self._parse(message)
+        token = bytes(ev.message)
+        # A token without escapes is what orjson writes for its text; one with
+        # escapes is written as orjson would (the dict document's bytes).
+        text = token if b"\\" not in token else _dumps(message)
+        if text == token and fields is None and level is None and obj is None:
+            return 0  # nothing to parse and the same bytes: the line stands
+        try:
+            doc = b"".join(
+                (
+                    line[:_HEAD_LEN],
+                    text,
+                    line[_HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
+                    self._aws_plain
+                    if not fields
+                    else self._aws_lambda_open + _dumps(fields) + b"}",
+                    self._cloud_part,
+                    b""
+                    if level is None
+                    else _LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}",
+                    b"" if obj is None else b',"json":' + _dumps(obj),
+                    b"}",
+                )
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            # Not expected (the parsers keep only what orjson writes): keep the
+            # dict document, which the sink refuses as poison.
+            event = {"id": line[_ID_AT + len(token) : _ID_AT + len(token) + 32].decode()}
+            if ev.ingestionTime is not None:
+                event["ingested"] = iso_ms(ev.ingestionTime)
+            dict_doc, extra = self._shape_parsed(
+                line[_STAMP_AT:_STAMP_END].decode(), message, event
+            )
+            docs[i] = dict_doc
+            return self._overhead + len(token) + extra - (len(line) + 1)
         docs[i] = doc
-        # Its JSON: close to, never below, its UTF-8 (the token as sent).
-        return self._overhead + len(ev.message) + extra - (len(line) + 1)
+        return len(doc) - len(line)
+
+    def _parse(
+        self, message: str
+    ) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+        """``(aws.lambda fields, log.level, json)`` of a message starting with a
+        trigger, each ``None`` when absent (see :meth:`_shape_parsed`)."""
+        fields: dict[str, Any] | None = None
+        level: str | None = None
+        obj: dict[str, Any] | None = None
+        if message[:1] == "{":
+            if self._parse_json:
+                obj = parse_object(message)
+                if obj is not None and self._parse_lambda:
+                    line = parse_json(obj)
+                    if line is not None:
+                        fields, level, _ = line
+        elif self._parse_lambda:
+            line = parse_text(message)
+            if line is not None:
+                fields, level, body = line
+                # console.log(JSON.stringify(...)) behind the runtime's prefix.
+                if self._parse_json and body is not None and body[:1] == "{":
+                    obj = parse_object(body)
+        return fields or None, level, obj
 
     def _shape_dicts(
         self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int
@@ -447,23 +521,7 @@ class Shaper:
 
         Returns the document and the estimated bytes its parsed fields add.
         """
-        fields: dict[str, Any] | None = None
-        level: str | None = None
-        obj: dict[str, Any] | None = None
-        if message[:1] == "{":
-            if self._parse_json:
-                obj = parse_object(message)
-                if obj is not None and self._parse_lambda:
-                    line = parse_json(obj)
-                    if line is not None:
-                        fields, level, _ = line
-        elif self._parse_lambda:
-            line = parse_text(message)
-            if line is not None:
-                fields, level, body = line
-                # console.log(JSON.stringify(...)) behind the runtime's prefix.
-                if self._parse_json and body is not None and body[:1] == "{":
-                    obj = parse_object(body)
+        fields, level, obj = self._parse(message)
         doc: dict[str, Any] = {
             "@timestamp": stamp,
             "message": message,
