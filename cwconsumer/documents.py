@@ -46,7 +46,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
@@ -56,7 +56,16 @@ import xxhash
 
 from cwconsumer.model import Doc, LogEvent, message_text
 from cwconsumer.parsing.jsonmsg import parse_object
-from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
+from cwconsumer.parsing.lambda_ import (
+    FIRST_CHARS,
+    NONCANONICAL_ESCAPE,
+    TOKEN_END,
+    TOKEN_REPORT,
+    TOKEN_RUNTIME,
+    TOKEN_START,
+    parse_json,
+    parse_text,
+)
 
 __all__ = ["PARSE_MODES", "Shaper", "event_id", "iso_ms"]
 
@@ -159,6 +168,7 @@ _LEVEL_PARTS: Final = {
     for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
 }
 """The ``log`` part of a document for the levels Lambda's runtimes write."""
+_RUNTIME_TAILS_MAX: Final = 256
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
 _LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
 
@@ -186,6 +196,7 @@ class Shaper:
         "_overhead",
         "_parse_json",
         "_parse_lambda",
+        "_runtime_tails",
         "_triggers",
         "group",
         "parse_mode",
@@ -245,6 +256,7 @@ class Shaper:
         )
         self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
         self._json_tail = self._aws_plain + self._cloud_part + b"}"
+        self._runtime_tails: dict[tuple[Any, ...], bytes] = {}
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -287,11 +299,124 @@ class Shaper:
         docs, last_ts, ordinal = self._plain_lines(events, prev_ts, prev_ord)
         nbytes = sum(map(len, docs)) + len(docs)
         flagged = self._flagged
-        if flagged is not None and docs:
+        if flagged is None or not docs:
+            pass
+        elif not self._parse_lambda:
             firsts = bytes(map(_first_message_byte, docs))
             for match in flagged.finditer(firsts):
                 nbytes += self._parse_one(docs, match.start(), events[match.start()])
+        else:
+            firsts = bytes(map(_first_message_byte, docs))
+            nbytes += self._parse_lambda_lines(docs, events, flagged.finditer(firsts), firsts)
         return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
+
+    def _parse_lambda_lines(
+        self,
+        docs: list[Doc],
+        events: Sequence[LogEvent],
+        matches: Iterator[re.Match[bytes]],
+        firsts: bytes,
+    ) -> int:
+        """:meth:`_parse_one` for the flagged lines of a stream whose Lambda
+        lines are parsed, with the commonest ones (a runtime line whose body is
+        no JSON object, START, END) recognised from their JSON token without
+        decoding it (``cwconsumer.parsing.lambda_``, ``TOKEN_*``): their
+        document is the plain line up to its ``event`` part and a tail that
+        depends only on the request id and level. Returns the change in the
+        byte count."""
+        delta = 0
+        plain = cast("list[bytes]", docs)  # only lines not yet replaced are read
+        cut = len(self._json_tail)
+        runtime = TOKEN_RUNTIME.match
+        start = TOKEN_START.match
+        end = TOKEN_END.match
+        report = TOKEN_REPORT.match
+        noncanonical = NONCANONICAL_ESCAPE.search
+        tails = self._runtime_tails
+        lambda_open = self._aws_lambda_open
+        close = self._cloud_part + b"}"
+        for match in matches:
+            i = match.start()
+            ev = events[i]
+            token = bytes(ev.message)
+            if token.isascii() and noncanonical(token) is None:
+                first = firsts[i]
+                if first <= 57:  # a digit: a runtime line?
+                    m = runtime(token)
+                    if m is not None and token[m.end()] != 123:  # body not "{"
+                        key = m.group(1, 2)
+                        tail = tails.get(key)
+                        if tail is None:
+                            tail = self._runtime_tail(key)
+                        line = plain[i]
+                        docs[i] = line[: len(line) - cut] + tail
+                        delta += len(tail) - cut
+                        continue
+                elif first == 83:  # "S"
+                    m = start(token)
+                    if m is not None:
+                        rid, version = m.group(1, 2)
+                        tail = (
+                            lambda_open
+                            + b'{"type":"start","version":"'
+                            + version
+                            + b'","request_id":"'
+                            + rid
+                            + b'"}}'
+                            + close
+                        )
+                        line = plain[i]
+                        docs[i] = line[: len(line) - cut] + tail
+                        delta += len(tail) - cut
+                        continue
+                elif first == 82:  # "R"
+                    m = report(token)
+                    if m is not None:
+                        rid, duration, billed, size, used, init = m.groups()
+                        fields = {
+                            "type": "report",
+                            "request_id": rid.decode(),
+                            "duration_ms": float(duration),
+                            "billed_duration_ms": int(billed),
+                            "memory_size_mb": int(size),
+                            "max_memory_used_mb": int(used),
+                        }
+                        if init is not None:
+                            fields["init_duration_ms"] = float(init)
+                        tail = lambda_open + _dumps(fields) + b"}" + close
+                        line = plain[i]
+                        docs[i] = line[: len(line) - cut] + tail
+                        delta += len(tail) - cut
+                        continue
+                elif first == 69:  # "E"
+                    m = end(token)
+                    if m is not None:
+                        tail = lambda_open + b'{"type":"end","request_id":"' + m[1] + b'"}}' + close
+                        line = plain[i]
+                        docs[i] = line[: len(line) - cut] + tail
+                        delta += len(tail) - cut
+                        continue
+            delta += self._parse_one(docs, i, ev)
+        return delta
+
+    def _runtime_tail(self, key: tuple[Any, ...]) -> bytes:
+        """What follows ``event`` in the document of a runtime line with this
+        request id and level (cached per stream: an invocation's lines share them)."""
+        request_id, level = key
+        tail = (
+            self._aws_plain
+            if request_id is None
+            else self._aws_lambda_open + b'{"request_id":"' + request_id + b'"}}'
+        )
+        tail += self._cloud_part
+        if level is not None:
+            tail += _LEVEL_PARTS[level.decode()]
+        tail += b"}"
+        tails = self._runtime_tails
+        if len(tails) >= _RUNTIME_TAILS_MAX:
+            tails.clear()
+        tails[key] = tail
+        return tail
 
     def _plain_lines(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
