@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 
+from cwconsumer.aws import decode_get_log_events
 from cwconsumer.documents import PARSE_MODES, event_id
+from cwconsumer.metrics import ingested_ms
+from cwconsumer.model import doc_fields
 from tests.support.golden_documents import (
     FIXTURE,
     GROUPS,
     STREAM,
     UNENCODABLE,
     cases,
+    make_shaper,
     shipped,
 )
 
@@ -57,6 +61,16 @@ def test_shipped_documents_are_the_goldens(name: str, group: str, mode: str) -> 
             assert got["ids"][i] == expected_id(group, ts, ordinal), f"event.id of document {i}"
 
 
+def test_every_golden_document_is_encodable_json() -> None:
+    """Issue 14, items 3 and 4: no document the product ships is one a sink
+    cannot encode, and every one reads back as a dict."""
+    for key, value in GOLDEN.items():
+        for i, doc in enumerate(value["docs"]):
+            assert doc != UNENCODABLE, f"{key}: document {i}"
+            fields = doc_fields(doc.encode())
+            assert isinstance(fields, dict) and "@timestamp" in fields
+
+
 def test_the_goldens_parse_what_each_mode_promises() -> None:
     """A sanity check of the pinned bytes themselves, so a wrong regeneration
     shows: Lambda fields only where Lambda lines are parsed, JSON objects
@@ -71,3 +85,14 @@ def test_the_goldens_parse_what_each_mode_promises() -> None:
         assert bool(json_docs) == (mode != "none" and name != "surrogates"), key
         for d in docs:
             assert d["aws"]["cloudwatch"] == {"log_group": group, "log_stream": STREAM}
+
+
+def test_a_page_whose_first_event_holds_a_lone_surrogate_is_read() -> None:
+    """Issue 14, item 4: the metrics step reads the page's first document; a
+    lone surrogate escape in it (shipped as the API sent it) must not raise."""
+    events, _ = decode_get_log_events(CASES["surrogates"]["body"])
+    for group in GROUPS:
+        for mode in PARSE_MODES:
+            docs = make_shaper(group, mode).shape(events, None, -1)[0]
+            assert ingested_ms(docs[0]) == events[0].ingestionTime
+            assert doc_fields(docs[0])["message"] == "lone surrogate \ud800 first"

@@ -39,7 +39,10 @@ returning ``None`` for a line that is not a recognised Lambda line:
   lines ``{"timestamp", "level", "requestId", "message"}`` give request_id and
   the level.
 
-Durations in ms are floats; billed ms, MB and bytes are ints. The log level is
+Durations in ms are floats; billed ms, MB and bytes are ints, and a figure
+that no signed 64-bit integer holds (``Max Memory Used: 99999999999999999999 MB``)
+is left out like any unreadable one: the document keeps it in ``message`` only,
+so every document stays encodable. The log level is
 returned apart (the ``level`` of :data:`LambdaLine`, shipped as ``log.level``), as
 written (``INFO``, ``WARN``, ``WARNING``...). ``body`` is the application's text
 after a runtime prefix, so that the caller can parse a JSON object logged by
@@ -174,6 +177,10 @@ FIRST_CHARS: frozenset[str] = frozenset({*_PLATFORM, "[", *"0123456789"})
 
 # How a platform line's value is read.
 _STR, _FLOAT, _INT, _BOOL = range(4)
+# Integer figures outside int64 are left out: orjson (and Elasticsearch's
+# long) cannot hold them, and one such document would be unencodable.
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
 _KEYS: dict[str, tuple[str, int]] = {
     "RequestId": ("request_id", _STR),
@@ -253,9 +260,12 @@ def _platform_line(rest: str, kind: str) -> LambdaLine:
         else:
             number = value.strip().partition(" ")[0]  # "584.64 ms" -> "584.64"
             try:
-                fields[name] = float(number) if how == _FLOAT else int(number)
+                figure = float(number) if how == _FLOAT else int(number)
             except ValueError:
                 continue  # a figure we cannot read is left out, never fatal
+            if how == _INT and not _INT64_MIN <= figure <= _INT64_MAX:
+                continue  # nor one no 64-bit integer holds (the message keeps its text)
+            fields[name] = figure
     return fields, None, None
 
 
@@ -340,7 +350,9 @@ def _read_record(record: dict[str, Any], fields: dict[str, Any]) -> None:
                 fields[name] = float(value)
         for key, name in _METRIC_INT.items():
             value = metrics.get(key)
-            if type(value) is int or (type(value) is float and value.is_integer()):
+            if (type(value) is int or (type(value) is float and value.is_integer())) and (
+                _INT64_MIN <= value <= _INT64_MAX
+            ):
                 fields[name] = int(value)
     tracing = record.get("tracing")
     if type(tracing) is dict:
