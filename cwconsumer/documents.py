@@ -46,7 +46,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
@@ -190,6 +190,7 @@ class Shaper:
         "_cloud_part",
         "_cloudwatch",
         "_flagged",
+        "_flagged_bytes",
         "_id_key",
         "_id_prefix",
         "_json_tail",
@@ -232,6 +233,7 @@ class Shaper:
             if triggers
             else None
         )
+        self._flagged_bytes = frozenset(b"\\" + "".join(triggers).encode())
         self._id_prefix = _id_prefix(group, stream)
         # The whole hashed key in one call: prefix, ts and ordinal (event_id).
         self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
@@ -294,110 +296,149 @@ class Shaper:
 
         Every event is first shaped as a plain line (the message's JSON token
         copied), then the few whose message may need parsing (first byte a
-        trigger or an escape) are decoded and, if they do, replaced by dicts.
+        trigger or an escape) are decoded and, if they do, replaced by their
+        parsed document. In a stream whose Lambda lines are parsed, the
+        commonest lines are recognised while the lines are written
+        (:meth:`_lambda_lines`) and only the others are looked at after.
         """
+        if self._parse_lambda:
+            docs, last_ts, ordinal, slow = self._lambda_lines(events, prev_ts, prev_ord)
+            nbytes = sum(map(len, docs)) + len(docs)
+            for i in slow:
+                nbytes += self._parse_one(docs, i, events[i])
+            return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
         docs, last_ts, ordinal = self._plain_lines(events, prev_ts, prev_ord)
         nbytes = sum(map(len, docs)) + len(docs)
         flagged = self._flagged
-        if flagged is None or not docs:
-            pass
-        elif not self._parse_lambda:
+        if flagged is not None and docs:
             firsts = bytes(map(_first_message_byte, docs))
             for match in flagged.finditer(firsts):
                 nbytes += self._parse_one(docs, match.start(), events[match.start()])
-        else:
-            firsts = bytes(map(_first_message_byte, docs))
-            nbytes += self._parse_lambda_lines(docs, events, flagged.finditer(firsts), firsts)
         return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
 
-    def _parse_lambda_lines(
-        self,
-        docs: list[Doc],
-        events: Sequence[LogEvent],
-        matches: Iterator[re.Match[bytes]],
-        firsts: bytes,
-    ) -> int:
-        """:meth:`_parse_one` for the flagged lines of a stream whose Lambda
-        lines are parsed, with the commonest ones (a runtime line whose body is
-        no JSON object, START, END) recognised from their JSON token without
-        decoding it (``cwconsumer.parsing.lambda_``, ``TOKEN_*``): their
-        document is the plain line up to its ``event`` part and a tail that
-        depends only on the request id and level. Returns the change in the
-        byte count."""
-        delta = 0
-        plain = cast("list[bytes]", docs)  # only lines not yet replaced are read
-        cut = len(self._json_tail)
+    def _lambda_lines(
+        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], int | None, int, list[int]]:
+        """:meth:`_plain_lines` for a stream whose Lambda lines are parsed.
+
+        The commonest Lambda lines (a runtime line whose body is no JSON
+        object, START, END, the usual REPORT) are recognised from their JSON
+        token, in C, without decoding it (``cwconsumer.parsing.lambda_``,
+        ``TOKEN_*``): their document is the plain line with another tail (cached
+        per request id and level for runtime lines), written at once. Returns
+        the lines, the last timestamp and ordinal, and the indexes of the other
+        lines that may need parsing (for :meth:`_parse_one`).
+        """
+        lines: list[Doc] = []
+        add = lines.append
+        slow: list[int] = []
+        id_key = self._id_key
+        id_prefix = self._id_prefix
+        digest = _digest
+        hexlify = _hexlify
+        join = b"".join
+        prefixes = _SECOND_PREFIXES
+        ms_closes = _MS_CLOSE
+        id_label = _EVENT_ID_KEY
+        head_open = _HEAD_OPEN
+        json_tail = self._json_tail
+        flagged = self._flagged_bytes
+        noncanonical = NONCANONICAL_ESCAPE.search
         runtime = TOKEN_RUNTIME.match
         start = TOKEN_START.match
         end = TOKEN_END.match
         report = TOKEN_REPORT.match
-        noncanonical = NONCANONICAL_ESCAPE.search
         tails = self._runtime_tails
         lambda_open = self._aws_lambda_open
         close = self._cloud_part + b"}"
-        for match in matches:
-            i = match.start()
-            ev = events[i]
+        last_ts = prev_ts
+        ordinal = prev_ord
+        sec: int | None = None
+        sec_head = ms_close = b""
+        if prev_ts is not None:
+            sec = prev_ts // 1000
+            sec_head = head_open + _second_prefix(sec).encode()
+            ms_close = ms_closes[prev_ts - sec * 1000]
+        last_ingested: int | None = None
+        event_close = b'"}'
+        for ev in events:
+            ts = ev.timestamp
+            if ts == last_ts:
+                ordinal += 1
+            else:
+                ordinal = 0
+                last_ts = ts
+                s = ts // 1000
+                if s != sec:
+                    sec = s
+                    sec_head = head_open + (prefixes.get(s) or _second_prefix(s)).encode()
+                ms_close = ms_closes[ts - s * 1000]
+            ingested = ev.ingestionTime
+            if ingested != last_ingested:
+                last_ingested = ingested
+                event_close = (
+                    b'"}'
+                    if ingested is None
+                    else b'","ingested":"' + iso_ms(ingested).encode() + b'"}'
+                )
             token = bytes(ev.message)
-            if token.isascii() and noncanonical(token) is None:
-                first = firsts[i]
-                if first <= 57:  # a digit: a runtime line?
-                    m = runtime(token)
-                    if m is not None and token[m.end()] != 123:  # body not "{"
-                        key = m.group(1, 2)
-                        tail = tails.get(key)
-                        if tail is None:
-                            tail = self._runtime_tail(key)
-                        line = plain[i]
-                        docs[i] = line[: len(line) - cut] + tail
-                        delta += len(tail) - cut
-                        continue
-                elif first == 83:  # "S"
-                    m = start(token)
-                    if m is not None:
-                        rid, version = m.group(1, 2)
-                        tail = (
-                            lambda_open
-                            + b'{"type":"start","version":"'
-                            + version
-                            + b'","request_id":"'
-                            + rid
-                            + b'"}}'
-                            + close
-                        )
-                        line = plain[i]
-                        docs[i] = line[: len(line) - cut] + tail
-                        delta += len(tail) - cut
-                        continue
-                elif first == 82:  # "R"
-                    m = report(token)
-                    if m is not None:
-                        rid, duration, billed, size, used, init = m.groups()
-                        fields = {
-                            "type": "report",
-                            "request_id": rid.decode(),
-                            "duration_ms": float(duration),
-                            "billed_duration_ms": int(billed),
-                            "memory_size_mb": int(size),
-                            "max_memory_used_mb": int(used),
-                        }
-                        if init is not None:
-                            fields["init_duration_ms"] = float(init)
-                        tail = lambda_open + _dumps(fields) + b"}" + close
-                        line = plain[i]
-                        docs[i] = line[: len(line) - cut] + tail
-                        delta += len(tail) - cut
-                        continue
-                elif first == 69:  # "E"
-                    m = end(token)
-                    if m is not None:
-                        tail = lambda_open + b'{"type":"end","request_id":"' + m[1] + b'"}}' + close
-                        line = plain[i]
-                        docs[i] = line[: len(line) - cut] + tail
-                        delta += len(tail) - cut
-                        continue
-            delta += self._parse_one(docs, i, ev)
-        return delta
+            tail = json_tail
+            first = token[1]
+            if first in flagged:
+                if token.isascii() and noncanonical(token) is None:
+                    if first <= 57:  # a digit: a runtime line?
+                        m = runtime(token)
+                        if m is not None:
+                            key = m.group(1, 2)
+                            tail = tails.get(key) or self._runtime_tail(key)
+                    elif first == 83:  # "S"
+                        m = start(token)
+                        if m is not None:
+                            rid, version = m.group(1, 2)
+                            tail = (
+                                lambda_open
+                                + b'{"type":"start","version":"'
+                                + version
+                                + b'","request_id":"'
+                                + rid
+                                + b'"}}'
+                                + close
+                            )
+                    elif first == 69:  # "E"
+                        m = end(token)
+                        if m is not None:
+                            tail = (
+                                lambda_open
+                                + b'{"type":"end","request_id":"'
+                                + m[1]
+                                + b'"}}'
+                                + close
+                            )
+                    elif first == 82:  # "R"
+                        m = report(token)
+                        if m is not None:
+                            tail = lambda_open + self._report_fields(m) + b"}" + close
+                if tail is json_tail:
+                    slow.append(len(lines))
+            event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
+            add(join((sec_head, ms_close, token, id_label, event_hex, event_close, tail)))
+        return lines, last_ts, ordinal, slow
+
+    @staticmethod
+    def _report_fields(m: re.Match[bytes]) -> bytes:
+        """``aws.lambda`` of a REPORT line matched by ``TOKEN_REPORT``, as JSON."""
+        rid, duration, billed, size, used, init = m.groups()
+        fields = {
+            "type": "report",
+            "request_id": rid.decode(),
+            "duration_ms": float(duration),
+            "billed_duration_ms": int(billed),
+            "memory_size_mb": int(size),
+            "max_memory_used_mb": int(used),
+        }
+        if init is not None:
+            fields["init_duration_ms"] = float(init)
+        return _dumps(fields)
 
     def _runtime_tail(self, key: tuple[Any, ...]) -> bytes:
         """What follows ``event`` in the document of a runtime line with this

@@ -111,11 +111,14 @@ _PYTHON_LINE = re.compile(
 
 TOKEN_RUNTIME = re.compile(
     rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z'
-    rb"\\t(?:(" + _ID.encode() + rb")|undefined)\\t(?:(INFO|ERROR|WARN|DEBUG|TRACE|FATAL)\\t)?"
+    rb"\\t(?:(" + _ID.encode() + rb")|undefined)\\t(?>(?:(INFO|ERROR|WARN|DEBUG|TRACE|FATAL)\\t)?)"
+    rb"(?!\{)"
 )
-"""A Node.js runtime line's prefix: groups request id (``None`` for
-``undefined``) and level (``None`` when absent). The body follows ``end()``;
-a body starting with ``{`` may be a JSON object and is left to parse_text."""
+"""A Node.js runtime line's prefix whose body does not start with ``{`` (that
+may be a JSON object: left to parse_text): groups request id (``None`` for
+``undefined``) and level (``None`` when absent). The level's group is atomic,
+as parse_text's is greedy: ``INFO\\t{`` is a level and a JSON body, never a
+body ``INFO\\t{``."""
 _TOKEN_VALUE = (
     rb"[!#-\[\]-~]{1,256}"  # printable ASCII but quote and backslash: no strip, no escape
 )
@@ -147,7 +150,8 @@ NONCANONICAL_ESCAPE = re.compile(rb'\\[^ntr"\\]')
 ``\\/``, ``\\b``, ``\\f``; conservative: it may also find an escaped backslash
 followed by such a letter). orjson escapes ``"``, ``\\``, ``\\n``, ``\\r``,
 ``\\t`` so and other control characters as ``\\u00XX``. One search in C: on
-this machine cheaper than four substring tests."""
+this machine cheaper than four substring tests, and ten times cheaper than
+one pattern that would also find bytes outside ASCII."""
 
 
 def _platform_table(*lines: tuple[str, str, str]) -> dict[str, tuple[tuple[str, int, str], ...]]:
