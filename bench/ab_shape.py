@@ -32,27 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stages import page_bytes
-from bench.standin import lambda_messages
+from bench.stages import lambda_page, page_bytes
 from cwconsumer import documents
 from cwconsumer.aws import decode_get_log_events
 from cwconsumer.model import LogEvent
 from cwconsumer.sinks.formats import dumps_each
 
 ROUNDS = 40
-
-
-def lambda_page(n_events: int = 6000) -> bytes:
-    base = int(time.time() * 1000) - 3_600_000
-    events = [
-        {"timestamp": base + i // 4, "message": m, "ingestionTime": base + 5}
-        for i, m in enumerate(lambda_messages(0, 0, 0, n_events, 200))
-    ]
-    return orjson.dumps({"events": events, "nextForwardToken": "f/1", "nextBackwardToken": "b/1"})
 
 
 def shape_all(shapers: list[Any], events: list[LogEvent]) -> list[bytes]:
