@@ -385,39 +385,35 @@ class Shaper:
             tail = json_tail
             first = token[1]
             if first in flagged:
-                if token.isascii() and noncanonical(token) is None:
-                    if first <= 57:  # a digit: a runtime line?
-                        m = runtime(token)
-                        if m is not None:
-                            key = m.group(1, 2)
-                            tail = tails.get(key) or self._runtime_tail(key)
-                    elif first == 83:  # "S"
-                        m = start(token)
-                        if m is not None:
-                            rid, version = m.group(1, 2)
-                            tail = (
-                                lambda_open
-                                + b'{"type":"start","version":"'
-                                + version
-                                + b'","request_id":"'
-                                + rid
-                                + b'"}}'
-                                + close
-                            )
-                    elif first == 69:  # "E"
-                        m = end(token)
-                        if m is not None:
-                            tail = (
-                                lambda_open
-                                + b'{"type":"end","request_id":"'
-                                + m[1]
-                                + b'"}}'
-                                + close
-                            )
-                    elif first == 82:  # "R"
-                        m = report(token)
-                        if m is not None:
-                            tail = lambda_open + self._report_fields(m) + b"}" + close
+                # START, END and REPORT patterns match whole tokens of
+                # printable ASCII without escapes but \\t and \\n; a runtime
+                # line's body is checked for what orjson would write otherwise.
+                if first <= 57:  # a digit: a runtime line?
+                    m = runtime(token)
+                    if m is not None and token.isascii() and noncanonical(token, m.end()) is None:
+                        key = m.group(1, 2)
+                        tail = tails.get(key) or self._runtime_tail(key)
+                elif first == 83:  # "S"
+                    m = start(token)
+                    if m is not None:
+                        rid, version = m.group(1, 2)
+                        tail = (
+                            lambda_open
+                            + b'{"type":"start","version":"'
+                            + version
+                            + b'","request_id":"'
+                            + rid
+                            + b'"}}'
+                            + close
+                        )
+                elif first == 69:  # "E"
+                    m = end(token)
+                    if m is not None:
+                        tail = lambda_open + b'{"type":"end","request_id":"' + m[1] + b'"}}' + close
+                elif first == 82:  # "R"
+                    m = report(token)
+                    if m is not None:
+                        tail = lambda_open + self._report_fields(m) + b"}" + close
                 if tail is json_tail:
                     slow.append(len(lines))
             event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))

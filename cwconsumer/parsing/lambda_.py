@@ -103,10 +103,12 @@ _PYTHON_LINE = re.compile(
 # The shaper sees each message first as the JSON string token of the API's
 # answer (quotes and escapes included). The three commonest Lambda lines are
 # recognised there, in C, without decoding the text: each pattern below only
-# matches where parse_text gives the result stated, and the caller uses them
-# only on ASCII tokens (valid UTF-8, no raw characters to re-encode) in which
-# NONCANONICAL_ESCAPE finds nothing (so the token is exactly what orjson
-# writes for its text). Anything else takes parse_text. Bytes patterns: \d
+# matches where parse_text gives the result stated, on a token that is exactly
+# what orjson writes for its text. TOKEN_START, TOKEN_END and TOKEN_REPORT
+# match whole tokens of printable ASCII with no escape but \\t and \\n; after
+# TOKEN_RUNTIME's prefix the caller checks that the token is ASCII (valid
+# UTF-8) and that NONCANONICAL_ESCAPE finds nothing in the body. Anything
+# else takes parse_text. Bytes patterns: \d
 # is ASCII there, so a line with other Unicode digits is left to parse_text.
 
 TOKEN_RUNTIME = re.compile(
