@@ -431,7 +431,11 @@ def run_backlog_once(
 
 
 def ensure_profiler() -> Path:
-    """py-spy in bench/.venv/tools, installed from PyPI on first use."""
+    """py-spy: from the product's environment (``pip install -e '.[bench]'``), else
+    in bench/.venv/tools, installed from PyPI on first use."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return beside
     exe = TOOLS_VENV / "bin" / "py-spy"
     if not exe.exists():
         log("installing py-spy from PyPI into bench/.venv/tools")
