@@ -11,12 +11,13 @@ One document per event (SPEC, "The document shipped for each event")::
      "log": {"level": ...},               # only when the line states a level
      "json": {...}}                       # only when the message is a JSON object
 
-SERIALIZED ONCE. Most messages need no parsing; for those a :class:`Shaper`
-builds the document directly as its JSON bytes (``bytes``, see
-:data:`cwconsumer.model.Doc`: the same bytes ``orjson.dumps`` gives for the dict, keys in the order above), so no
-per-event dicts exist and no sink encodes it again. Messages that may be a
-Lambda line or a JSON object, and messages orjson cannot encode (a lone
-surrogate, refused later by the sink as poison), stay dicts.
+SERIALIZED ONCE. A :class:`Shaper` builds each document of events read from
+the API directly as its JSON bytes (``bytes``, see :data:`cwconsumer.model.Doc`:
+the same bytes ``orjson.dumps`` gives for the dict, keys in the order above),
+parsed or not, so no per-event dicts exist, nothing parsed outlives shaping
+and no sink encodes a document again. Only a parsed document orjson could
+not encode would stay a dict (refused later by the sink as poison; the
+parsers keep nothing of the kind).
 
 NEVER DECODED. Events arrive from the API as :class:`~cwconsumer.model.LogEvent`
 whose ``message`` is still the JSON string token of the response; the
@@ -25,9 +26,13 @@ same text, whatever escapes AWS chose). Every event of a page is first
 shaped so; then the first byte of each message token is picked from the
 lines, in C, and only messages starting with a trigger (``{``, a Lambda
 line's first characters) or an escape (which could hide one) are decoded
-and, when they need parsing, replaced by dicts. Items given as dicts with
-``message`` as ``str`` (tests, tools) get the same documents from
-:meth:`Shaper._shape_dicts`, where each plain message is encoded by orjson.
+and, when they need parsing, replaced by their parsed document, with the
+message as orjson writes it. In a stream whose Lambda lines are parsed the
+commonest ones (runtime lines, START, END, the usual REPORT) are recognised
+from the token itself while the lines are written (:meth:`Shaper._lambda_lines`).
+Items given as dicts with ``message`` as ``str`` (tests, tools) get the same
+documents from :meth:`Shaper._shape_dicts` (parsed ones as dicts there), where
+each plain message is encoded by orjson.
 
 READ-ONLY DOCUMENTS. A dict document shares the stream's ``cloud`` dict, and
 unless Lambda fields were found its ``aws`` dict, with every other document of
