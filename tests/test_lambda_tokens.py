@@ -15,6 +15,7 @@ import pytest
 from cwconsumer.aws import decode_get_log_events
 from cwconsumer.documents import PARSE_MODES, Shaper
 from cwconsumer.model import doc_fields
+from cwconsumer.parsing.lambda_ import NONCANONICAL_ESCAPE
 from cwconsumer.sinks.formats import dumps_doc
 
 T0 = 1_796_551_200_123
@@ -128,3 +129,23 @@ def test_lines_read_from_their_token_give_the_documents_of_parse_text(
         else:
             # Plain lines copy the token as the answer had it (escapes may differ).
             assert doc_fields(a) == doc_fields(b), message
+
+
+def test_a_token_without_other_escapes_is_what_orjson_writes() -> None:
+    """What the fast paths rely on: an ASCII token in which
+    NONCANONICAL_ESCAPE finds nothing is orjson's own encoding of its text."""
+    rng = random.Random(7)
+    alphabet = ['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x00", "\x1f", "\x7f", "/", "u",
+                "n", "a", " ", "é", "✓", "{"]  # fmt: skip
+    kept = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        for token in (
+            orjson.dumps(text),
+            json.dumps(text).encode(),
+            json.dumps(text).encode().replace(b"/", b"\\/"),
+        ):
+            if token.isascii() and NONCANONICAL_ESCAPE.search(token) is None:
+                kept += 1
+                assert token == orjson.dumps(json.loads(token)), token
+    assert kept > 10_000  # the property was exercised, not vacuously true
