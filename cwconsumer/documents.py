@@ -70,6 +70,7 @@ from cwconsumer.parsing.lambda_ import (
     TOKEN_START,
     parse_json,
     parse_text,
+    runtime_key_fields,
 )
 
 __all__ = ["PARSE_MODES", "Shaper", "event_id", "iso_ms"]
@@ -263,7 +264,7 @@ class Shaper:
         )
         self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
         self._json_tail = self._aws_plain + self._cloud_part + b"}"
-        self._runtime_tails: dict[tuple[Any, ...], bytes] = {}
+        self._runtime_tails: dict[bytes, bytes] = {}
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -396,7 +397,7 @@ class Shaper:
                 if first <= 57:  # a digit: a runtime line?
                     m = runtime(token)
                     if m is not None and token.isascii() and noncanonical(token, m.end()) is None:
-                        key = m.group(1, 2)
+                        key = m[1]
                         tail = tails.get(key) or self._runtime_tail(key)
                 elif first == 83:  # "S"
                     m = start(token)
@@ -441,10 +442,11 @@ class Shaper:
             fields["init_duration_ms"] = float(init)
         return _dumps(fields)
 
-    def _runtime_tail(self, key: tuple[Any, ...]) -> bytes:
+    def _runtime_tail(self, key: bytes) -> bytes:
         """What follows ``event`` in the document of a runtime line with this
-        request id and level (cached per stream: an invocation's lines share them)."""
-        request_id, level = key
+        request id and level (``TOKEN_RUNTIME``'s group; cached per stream: an
+        invocation's lines share them)."""
+        request_id, level = runtime_key_fields(key)
         tail = (
             self._aws_plain
             if request_id is None

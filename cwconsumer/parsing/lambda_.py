@@ -69,6 +69,7 @@ __all__ = [
     "LambdaLine",
     "parse_json",
     "parse_text",
+    "runtime_key_fields",
 ]
 
 
@@ -113,14 +114,27 @@ _PYTHON_LINE = re.compile(
 
 TOKEN_RUNTIME = re.compile(
     rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z'
-    rb"\\t(?:(" + _ID.encode() + rb")|undefined)\\t(?>(?:(INFO|ERROR|WARN|DEBUG|TRACE|FATAL)\\t)?)"
+    rb"\\t((?:"
+    + _ID.encode()
+    + rb"|undefined)\\t(?>(?:(?:INFO|ERROR|WARN|DEBUG|TRACE|FATAL)\\t)?))"
     rb"(?!\{)"
 )
 """A Node.js runtime line's prefix whose body does not start with ``{`` (that
-may be a JSON object: left to parse_text): groups request id (``None`` for
-``undefined``) and level (``None`` when absent). The level's group is atomic,
-as parse_text's is greedy: ``INFO\\t{`` is a level and a JSON body, never a
-body ``INFO\\t{``."""
+may be a JSON object: left to parse_text). Its one group is what the document
+depends on: ``<request id or undefined>\\t`` and ``<LEVEL>\\t`` when there is
+one (:func:`runtime_key_fields` reads it). The level's part is atomic, as
+parse_text's is greedy: ``INFO\\t{`` is a level and a JSON body, never a body
+``INFO\\t{``."""
+
+
+def runtime_key_fields(key: bytes) -> tuple[bytes | None, bytes | None]:
+    """The request id (``None`` for ``undefined``) and level (``None`` when
+    absent) of :data:`TOKEN_RUNTIME`'s group."""
+    request_id, _, rest = key.partition(b"\\t")
+    level = rest[:-2] or None  # "INFO\\t" -> "INFO"
+    return (None if request_id == b"undefined" else request_id), level
+
+
 _TOKEN_VALUE = (
     rb"[!#-\[\]-~]{1,256}"  # printable ASCII but quote and backslash: no strip, no escape
 )
