@@ -405,8 +405,9 @@ def run_backlog_once(
                 "cpu_total_s": last[2],
                 # The whole process, start-up included, over every event.
                 "cpu_us_per_event_whole": last[2] / last[1] * 1e6,
-                # From exec to the first GetLogEvents call (CPU read before
-                # asking the stand-in, every ~20 ms: a bound from above).
+                # From exec to the first GetLogEvents call: the CPU read just
+                # before asking the stand-in whether it has seen one, every
+                # ~20 ms (so within one sampling interval, mostly above).
                 "startup_cpu_s": cpu_first_get,
                 # How much of the CPU per event is the kernel's, and how many
                 # fresh pages the process touched per 1,000 events.
