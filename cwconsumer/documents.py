@@ -169,6 +169,7 @@ def _head(stamp: str) -> bytes:
 
 
 _dumps: Final = orjson.dumps
+_noncanonical: Final = NONCANONICAL_ESCAPE.search
 _LEVEL_PARTS: Final = {
     level: b',"log":{"level":' + orjson.dumps(level) + b"}"
     for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
@@ -537,28 +538,27 @@ class Shaper:
         assert isinstance(line, bytes)
         fields, level, obj = self._parse(message)
         token = bytes(ev.message)
-        # A token without escapes is what orjson writes for its text; one with
-        # escapes is written as orjson would (the dict document's bytes).
-        text = token if b"\\" not in token else _dumps(message)
-        if text == token and fields is None and level is None and obj is None:
+        # The message as orjson writes it (the dict document's bytes): the
+        # token itself when it holds no other escapes, else encoded again.
+        canonical = token.isascii() and _noncanonical(token) is None
+        if canonical and fields is None and level is None and obj is None:
             return 0  # nothing to parse and the same bytes: the line stands
         try:
-            doc = b"".join(
-                (
-                    line[:_HEAD_LEN],
-                    text,
-                    line[_HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
-                    self._aws_plain
-                    if not fields
-                    else self._aws_lambda_open + _dumps(fields) + b"}",
-                    self._cloud_part,
-                    b""
-                    if level is None
-                    else _LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}",
-                    b"" if obj is None else b',"json":' + _dumps(obj),
-                    b"}",
-                )
-            )
+            parts = [
+                line[: len(line) - len(self._json_tail)]
+                if canonical
+                else line[:_HEAD_LEN]
+                + _dumps(message)
+                + line[_HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
+                self._aws_plain if not fields else self._aws_lambda_open + _dumps(fields) + b"}",
+                self._cloud_part,
+            ]
+            if level is not None:
+                parts.append(_LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}")
+            if obj is not None:
+                parts += (b',"json":', _dumps(obj))
+            parts.append(b"}")
+            doc = b"".join(parts)
         except (TypeError, orjson.JSONEncodeError):
             # Not expected (the parsers keep only what orjson writes): keep the
             # dict document, which the sink refuses as poison.
