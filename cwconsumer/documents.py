@@ -357,7 +357,11 @@ class Shaper:
         report = TOKEN_REPORT.match
         tails = self._runtime_tails
         lambda_open = self._aws_lambda_open
-        close = self._cloud_part + b"}"
+        start_open = lambda_open + b'{"type":"start","version":"'
+        start_mid = b'","request_id":"'
+        end_open = lambda_open + b'{"type":"end","request_id":"'
+        lambda_close = b'"}}' + self._cloud_part + b"}"  # fields, aws, document
+        report_close = b"}" + self._cloud_part + b"}"  # aws, document
         last_ts = prev_ts
         ordinal = prev_ord
         sec: int | None = None
@@ -404,23 +408,15 @@ class Shaper:
                     m = start(token)
                     if m is not None:
                         rid, version = m.group(1, 2)
-                        tail = (
-                            lambda_open
-                            + b'{"type":"start","version":"'
-                            + version
-                            + b'","request_id":"'
-                            + rid
-                            + b'"}}'
-                            + close
-                        )
+                        tail = join((start_open, version, start_mid, rid, lambda_close))
                 elif first == 69:  # "E"
                     m = end(token)
                     if m is not None:
-                        tail = lambda_open + b'{"type":"end","request_id":"' + m[1] + b'"}}' + close
+                        tail = join((end_open, m[1], lambda_close))
                 elif first == 82:  # "R"
                     m = report(token)
                     if m is not None:
-                        tail = lambda_open + self._report_fields(m) + b"}" + close
+                        tail = join((lambda_open, self._report_fields(m), report_close))
                 if tail is json_tail:
                     slow.append(len(lines))
             event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
