@@ -454,19 +454,17 @@ def shaped(messages: list[bytes]) -> Chunk:
     return Chunk(KEY, docs, stamps, None, 0, 0, None, -1, "t1", True, nbytes)
 
 
-REPORT_HUGE = orjson.dumps(
-    "REPORT RequestId: 6f7f0961-1111-2222-3333-444455556666\tDuration: 1.50 ms\t"
-    "Billed Duration: 2 ms\tMemory Size: 128 MB\t"
-    "Max Memory Used: 99999999999999999999999999 MB\t"
-)
-
-
 async def test_a_report_line_with_an_integer_beyond_64_bits_is_dead_lettered_not_lost(
     tmp_path: Path, closing: list[Store]
 ) -> None:
     """Old code: writing its dead-letter row raised ``TypeError: Integer
-    exceeds 64-bit range``; the event was lost, its neighbours pending for ever."""
-    chunk = shaped([b'"before"', REPORT_HUGE, b'"after"'])
+    exceeds 64-bit range``; the event was lost, its neighbours pending for ever.
+    The shaper of the time made this document of such a line (today's leaves
+    the number out); any document orjson cannot encode must take this path."""
+    chunk = shaped([b'"before"', b'"REPORT"', b'"after"'])
+    report = orjson.loads(chunk.docs[1])
+    report["aws"]["lambda"] = {"type": "report", "max_memory_used_mb": 10**26 - 1}
+    chunk.docs[1] = report
 
     def script(batch: OutBatch, n: int) -> SendResult:
         _, bad = dumps_each(batch.docs)  # what every HTTP sink does first
@@ -507,11 +505,10 @@ def test_a_lone_surrogate_escape_does_not_break_the_in_flight_metrics() -> None:
 async def test_a_lone_surrogate_escape_is_shipped_or_dead_lettered_never_raised(
     tmp_path: Path, closing: list[Store]
 ) -> None:
+    """Through a format that must read every document's fields (Loki)."""
     from cwconsumer.sinks.loki import encode_push
 
     chunk = shaped([b'"one"', LONE_SURROGATE, b'"three"'])
-    _, bad = encode_push(OutBatch(chunk.docs, chunk.timestamps))
-    assert list(bad) == [1]  # Loki must read fields: that one is refused, not raised
 
     def script(batch: OutBatch, n: int) -> SendResult:
         _, bad = encode_push(batch)
@@ -523,10 +520,10 @@ async def test_a_lone_surrogate_escape_is_shipped_or_dead_lettered_never_raised(
     rig.flaky.chunks = [chunk]
     rig.flaky.pages = {"t1": 0}
     await rig.run()
-    rows = await rig.store.fetch("SELECT document FROM dead_letters")
-    assert [r[0] for r in rows] == [chunk.docs[1]]
-    assert len(rig.sink.accepted) == 2
+    dead = await rig.dead_letter_ids()
+    assert sorted(rig.sink.accepted + dead) == sorted(event_id(d) for d in chunk.docs)
     assert await rig.checkpoint_token() == "t1"
+    assert rig.budget.events == 0
 
 
 # -- the reader: a chunk not handed over gives back its position -----------------
