@@ -15,6 +15,7 @@ later in a known group is read from its first event.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -121,6 +122,11 @@ class Discovery:
         self._walked: set[str] = set()
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
+        # Every stream found during this process gets a generation never used
+        # before (those loaded from the store have 0): a chunk read from a
+        # deleted incarnation (stream or whole group created again) can never
+        # pass for one of the new incarnation and commit over its checkpoint.
+        self._generations = itertools.count(1)
         self.cycles = 0
 
     async def load(self) -> None:
@@ -319,7 +325,7 @@ class Discovery:
                     )
                 self._schedule.cancel(st)
                 st.state = State.DELETED  # terminal: a worker holding it drops it
-                gen = st.generation + 1
+                gen = next(self._generations)
                 del self._reg.streams[key]
                 self._recreated.add(key)
                 st = None
@@ -330,7 +336,8 @@ class Discovery:
         if st is None:
             existed_at_first_sight = created is None or created <= group.first_seen_ms
             start = group.start_time_ms if existed_at_first_sight else None
-            new_rows.append(self._new_stream(key, start, created, last_event, last_ingest, 0))
+            gen = next(self._generations)
+            new_rows.append(self._new_stream(key, start, created, last_event, last_ingest, gen))
             return False
         changed = False
         if last_event is not None and last_event != st.last_event_seen_ms:

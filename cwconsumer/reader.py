@@ -55,6 +55,8 @@ class Reader:
         idle_grace_s: float,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
         on_state: Callable[[StreamState], None] = lambda st: None,
+        ready: Callable[[StreamState], bool] = lambda st: True,
+        park: Callable[[StreamState], None] = lambda st: None,
         account: str = "",
         on_refused: Callable[[str, str], None] = lambda group, reason: None,
         class_of: Callable[[str], str | None] = lambda group: None,
@@ -69,6 +71,8 @@ class Reader:
         self._grace_ms = int(idle_grace_s * 1000)
         self._on_read = on_read
         self._on_state = on_state
+        self._ready = ready
+        self._park = park
         self._account = account  # the credentials' account: part of event.id
         self._on_refused = on_refused
         self._class_of = class_of  # logGroupClass as discovery listed it (None: unknown)
@@ -81,6 +85,13 @@ class Reader:
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
             st = await self._schedule.take()
+            if not self._ready(st):
+                # Its lane is full (a slow or stuck sink lane): park it until
+                # the lane has room and serve other lanes' streams meanwhile;
+                # waiting here would let one lane capture every worker.
+                st.busy = False
+                self._park(st)
+                continue
             reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
             if not reserved:  # another worker took the room meanwhile
                 self._schedule.put_back(st)
@@ -128,10 +139,12 @@ class Reader:
         try:
             await self._route(chunk)
         except BaseException:
-            # Not handed over (shutdown): give the memory back; the checkpoint
-            # never covered these events, so they are read again next time.
+            # Not handed over (shutdown, or a failure): give the memory back
+            # and the read position too; the checkpoint never covered these
+            # events, so they are read again.
             self._budget.release(len(chunk.docs), chunk.nbytes)
             st.pending_events -= len(chunk.docs)
+            st.read_pos = pos
             raise
         if events:
             st.empty_pages = 0
