@@ -17,6 +17,7 @@ from cwconsumer.model import doc_fields
 from tests.support.golden_documents import (
     FIXTURE,
     GROUPS,
+    REGION,
     STREAM,
     UNENCODABLE,
     cases,
@@ -30,7 +31,7 @@ CASES = cases()
 
 def expected_id(group: str, ts: int, ordinal: int) -> str:
     """What ``event.id`` must be (the one place that follows its key)."""
-    return event_id(group, STREAM, ts, ordinal)
+    return event_id(group, STREAM, ts, ordinal, region=REGION)  # no account: the Shaper has none
 
 
 def ordinals(timestamps: list[int], prev_ts: int | None, prev_ord: int) -> list[int]:
