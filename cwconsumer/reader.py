@@ -25,12 +25,13 @@ from cwconsumer.documents import Shaper
 from cwconsumer.errors import AccessDenied, AwsError, NotFound, Throttled, TokenRejected
 from cwconsumer.flow import Budget
 from cwconsumer.model import Checkpoint, Chunk, LogEvent
-from cwconsumer.streams import Schedule, State, StreamState
+from cwconsumer.streams import Schedule, State, StreamState, Tier, quiet_delay_s
 
 log = logging.getLogger("cwconsumer.reader")
 
 PAGE_MAX_EVENTS = 10_000
 EMPTY_PAGES_BEFORE_BACKOFF = 3
+MIN_UNREAD_RECHECK_S = 0.5
 
 
 class Reader:
@@ -45,8 +46,9 @@ class Reader:
         parse_mode: str,
         poll_interval_s: float,
         idle_grace_s: float,
+        quiet_poll_interval_s: float | None = None,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
-        on_state: Callable[[StreamState], None] = lambda st: None,
+        on_state: Callable[[StreamState, State], None] = lambda st, old: None,
     ) -> None:
         self._logs = logs
         self._schedule = schedule
@@ -56,6 +58,7 @@ class Reader:
         self._parse_mode = parse_mode
         self._poll_s = poll_interval_s
         self._grace_ms = int(idle_grace_s * 1000)
+        self._quiet_max_s = max(poll_interval_s, quiet_poll_interval_s or poll_interval_s)
         self._on_read = on_read
         self._on_state = on_state
 
@@ -65,6 +68,11 @@ class Reader:
         (earliest due first, backlogs taking turns) decides who reads next."""
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
+            # The call's slot first, then the stream: the schedule decides who
+            # gets a slot at the moment the slot comes, so a stream that became
+            # due meanwhile (hot, or just found) is not queued behind streams
+            # chosen a second earlier.
+            await self._logs.pace("GetLogEvents")
             st = await self._schedule.take()
             reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
             if not reserved:  # another worker took the room meanwhile
@@ -89,6 +97,7 @@ class Reader:
                 pos.token,
                 pos.start_time_ms if pos.token is None else None,
                 limit=reserved,
+                paced=False,
             )
         except BaseException as exc:
             self._budget.settle(reserved, 0, 0)
@@ -115,6 +124,7 @@ class Reader:
             self._budget.release(len(chunk.docs), chunk.nbytes)
             st.pending_events -= len(chunk.docs)
             raise
+        st.tier = Tier.HOT
         if events:
             st.empty_pages = 0
             st.idle_polls = 0
@@ -169,7 +179,25 @@ class Reader:
             self._set_state(st, State.IDLE)
             return None
         self._set_state(st, State.TAILING)
-        return min(self._poll_s, 0.5 * 2.0 ** (st.idle_polls - 1))
+        if st.has_unread_activity():
+            # Discovery reports events we have not read, yet the stream ends
+            # here: the metadata ran ahead of what reading sees (eventual
+            # consistency the other way). Keep it hot, with a short back-off.
+            st.tier = Tier.HOT
+            return min(self._poll_s, MIN_UNREAD_RECHECK_S * 2.0 ** min(st.idle_polls - 1, 6))
+        st.tier = Tier.QUIET
+        return quiet_delay_s(st.quiet_s(now), self._quiet_max_s)
+
+    def fade(self, st: StreamState) -> bool:
+        """The schedule's question about a quiet stream whose turn came: if
+        it has been quiet beyond the grace window and discovery reports
+        nothing unread, it becomes idle without a call (returns True)."""
+        if st.state is not State.TAILING or st.has_unread_activity():
+            return False
+        if _now_ms() - st.last_activity_ms <= self._grace_ms:
+            return False
+        self._set_state(st, State.IDLE)
+        return True
 
     def _failed(self, st: StreamState, exc: BaseException) -> float | None:
         if isinstance(exc, TokenRejected):
@@ -206,8 +234,8 @@ class Reader:
         # DELETED is terminal for a StreamState: discovery may mark it while a
         # worker reads it, and a re-created stream gets a new StreamState.
         if st.state is not state and st.state is not State.DELETED:
-            st.state = state
-            self._on_state(st)
+            old, st.state = st.state, state
+            self._on_state(st, old)
 
 
 def _now_ms() -> int:
