@@ -59,8 +59,8 @@ log = logging.getLogger("cwconsumer.discovery")
 MAX_PAGES = 2_000  # 100,000 streams per group per walk
 MAX_GROUP_PAGES = 200
 FEED_MARGIN_S = 10.0
-"""A feed walk re-reads this much before the previous walk's start (clock
-skew, a walk that took long, metadata a little late)."""
+"""A feed walk re-reads this much (at most one tick) before the previous
+walk's start (clock skew, a walk that took long, metadata a little late)."""
 PRUNE_EVERY_S = 300.0
 PRUNE_BATCH = 500
 
@@ -168,8 +168,10 @@ class Discovery:
         for name in self._listed:
             await self._walk_group(name)
         await self._reg.save(self._store)
-        if self._forget_ms is not None and _now_ms() - self._pruned_ms >= PRUNE_EVERY_S * 1000:
-            await self.prune()
+        if self._forget_ms is not None:
+            every_ms = min(PRUNE_EVERY_S * 1000, self._forget_ms / 4)
+            if _now_ms() - self._pruned_ms >= every_ms:
+                await self.prune()
 
     async def _refresh_groups(self) -> list[str]:
         names = list(self._groups)
@@ -219,7 +221,8 @@ class Discovery:
             return (None if start is None else start - self._grace_ms), True
         if now - row.walked_ms >= self._grace_ms or row.name not in self._feed_mark:
             return row.walked_ms - self._grace_ms, True
-        return self._feed_mark[row.name] - int(FEED_MARGIN_S * 1000), False
+        margin_s = min(FEED_MARGIN_S, self.tick_s)
+        return self._feed_mark[row.name] - int(margin_s * 1000), False
 
     async def _walk_group(self, name: str) -> None:
         now = _now_ms()
