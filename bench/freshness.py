@@ -74,12 +74,15 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
             t0 = time.time()
             rss_samples: list[float] = []
             first_delivery: float | None = None
+            warm: dict[str, Any] | None = None  # 30 s in: the start's walks are done
             ends = t0 + minutes * 60
             while time.time() < ends:
                 product.check_alive()
                 if first_delivery is None and sink.stats()["events"] > 0:
                     first_delivery = time.time() - t_start
                 rss_samples.append(product.mem_mb()[0])
+                if warm is None and time.time() >= t0 + 30:
+                    warm, t_warm = fleet_stats(standin), time.time()
                 time.sleep(2.0)
             mid = fleet_stats(standin)
             _, peak = product.mem_mb()
@@ -98,6 +101,9 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
     gets = mid["ops"]["GetLogEvents"] - before["ops"]["GetLogEvents"]
     eos = sum(mid["eos_per_prefix"].values()) - sum(before["eos_per_prefix"].values())
     describes = mid["ops"]["DescribeLogStreams"] - before["ops"]["DescribeLogStreams"]
+    assert warm is not None
+    steady = mid["ops"]["DescribeLogStreams"] - warm["ops"]["DescribeLogStreams"]
+    steady_s = t0 + minutes * 60 - t_warm
     old_calls = after["get_per_prefix"].get("old", 0)
     span_s = minutes * 60
     per_s = max_in_any([t for t in times if t <= t0 + span_s], 1.0)
@@ -105,7 +111,7 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
     p50s = [w["p50_ms"] / 1000 for w in windows if w["p50_ms"] is not None]
     p99s = [w["p99_ms"] / 1000 for w in windows if w["p99_ms"] is not None]
     eos_share = eos / gets if gets else 0.0
-    desc_per_interval = describes / 3 / (span_s / 30)
+    desc_per_interval = steady / 3 / (steady_s / 30)
     detail = {"windows": windows, "gets": gets, "eos": eos, "describes": describes,
               "put": after["put"], "put_at_end_of_window": put, "delivered": delivered,
               "created_streams": after["created"], "peak_rss_mb": peak,
@@ -114,12 +120,12 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
               "get_per_prefix": after["get_per_prefix"]}  # fmt: skip
     log(f"{label}: {detail}")
     n = f"1 run, {minutes:g} × 60-s windows"
-    flat_ok = bool(p50s) and max(p50s) <= 5 and max(p99s) <= 15 and len(p99s) == int(minutes)
+    p99_ok = bool(p99s) and max(p99s) <= 15 and len(p99s) == int(minutes)
     rows = [
         Row(label, "latency p50 per minute (s)", " ".join(f"{v:.1f}" for v in p50s), "≤ 5 each",
             verdict(bool(p50s) and max(p50s) <= 5), n, detail),
         Row(label, "latency p99 per minute (s)", " ".join(f"{v:.1f}" for v in p99s), "≤ 15 each",
-            verdict(flat_ok), n),
+            verdict(p99_ok), n),
         Row(label, "GetLogEvents answered end of stream", f"{eos_share:.1%}", "≤ 25 %",
             verdict(eos_share <= 0.25), n),
         Row(label, "GetLogEvents calls per delivered event", f"{gets / max(1, put):.3f}", "-",
@@ -128,8 +134,11 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
             verdict(per_s <= 10), n),
         Row(label, "events lost (put − delivered after a drain)", f"{lost}", "0",
             verdict(lost == 0), n),
-        Row(label, "DescribeLogStreams calls per group per 30-s interval", f"{desc_per_interval:.2f}",
-            "≤ 3", verdict(desc_per_interval <= 3), n),
+        Row(label, "DescribeLogStreams calls per group per 30-s interval, from 30 s in",
+            f"{desc_per_interval:.2f}", "≤ 3", verdict(desc_per_interval <= 3), n),
+        Row(label, "DescribeLogStreams calls in the first 30 s (the start's walks)",
+            f"{warm['ops']['DescribeLogStreams'] - before['ops']['DescribeLogStreams']}", "-",
+            "n/a", n),
         Row(label, "peak RSS MB", f"{peak:.0f}", "-", "n/a", n),
     ]  # fmt: skip
     if old:
