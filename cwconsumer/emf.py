@@ -165,6 +165,7 @@ class Reporter:
         self._emf_s = emf_interval_s
 
     async def run(self) -> None:
+        """Refresh the gauges and write EMF until cancelled, then write EMF once more."""
         next_emf = time.monotonic() + self._emf_s
         try:
             while True:

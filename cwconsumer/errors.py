@@ -64,19 +64,21 @@ class AwsError(CwcError):
 
 
 class Throttled(AwsError):
+    """CloudWatch Logs asked to slow down (a throttling code) or answered 5xx."""
+
     retriable = True
 
 
 class NotFound(AwsError):
-    pass
+    """The log group or stream does not exist (any more)."""
 
 
 class TokenRejected(AwsError):
-    pass
+    """The ``nextToken`` given with the call was refused (InvalidParameterException)."""
 
 
 class AccessDenied(AwsError):
-    pass
+    """The caller may not make the call, or there are no AWS credentials."""
 
 
 class SinkError(CwcError):

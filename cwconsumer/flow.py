@@ -44,10 +44,12 @@ class Budget:
 
     @property
     def free_events(self) -> int:
+        """Events that may still be reserved: the bound less those read and those reserved."""
         return self.max_events - self.events - self.reserved
 
     @property
     def full(self) -> bool:
+        """No event may be reserved, or the bytes are at their bound."""
         return self.free_events <= 0 or self.bytes >= self.max_bytes
 
     def _floor(self, wanted: int) -> int:
@@ -56,6 +58,8 @@ class Budget:
         return max(1, min(wanted, self.max_events // 4))
 
     def has_room(self, wanted: int) -> bool:
+        """Whether a fetch of ``wanted`` events may reserve now: room for a useful page
+        (a quarter of the budget at most) and bytes under their bound."""
         return self.free_events >= self._floor(wanted) and self.bytes < self.max_bytes
 
     async def wait_room(self, wanted: int) -> None:
@@ -85,6 +89,8 @@ class Budget:
             self._notify()
 
     def release(self, events: int, nbytes: int) -> None:
+        """``events``/``nbytes`` leave the pipeline (confirmed, or given back at shutdown); wakes the
+        waiters."""
         self.events -= events
         self.bytes -= nbytes
         if events and self.events == 0:
@@ -115,9 +121,11 @@ class Channel(Generic[T]):
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called (items may still be waiting)."""
         return self._closed
 
     async def put(self, item: T) -> None:
+        """Append ``item``, waiting while the channel is full; :class:`ChannelClosed` once closed."""
         while len(self._items) >= self.capacity and not self._closed:
             event = self._writable
             await event.wait()
@@ -142,9 +150,11 @@ class Channel(Generic[T]):
                 self._readable = anyio.Event()
 
     def peek(self) -> T | None:
+        """The item at the front without taking it, or None when empty."""
         return self._items[0] if self._items else None
 
     def take(self) -> T:
+        """Remove and return the front item (call only when one is there); wakes a waiting put."""
         item = self._items.popleft()
         self._after_take()
         return item
@@ -161,4 +171,5 @@ class Channel(Generic[T]):
         self._writable = anyio.Event()
 
     def drained(self) -> bool:
+        """Closed and empty: the consumer has nothing more to do."""
         return self._closed and not self._items

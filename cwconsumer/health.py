@@ -31,6 +31,8 @@ after at most 60 s, so one that keeps failing is never out of the window."""
 
 @dataclass(slots=True)
 class TaskFailure:
+    """A supervised task's last failure: its error, when (monotonic), how many in a row."""
+
     error: str
     at_mono: float
     count: int = 1

@@ -101,6 +101,7 @@ def secrets_of(cfg: Config) -> list[str]:
 
 
 def aws_secrets() -> list[str]:
+    """The AWS secret key and session tokens set in the environment, to keep out of logs."""
     return [v for v in (os.environ.get(name) for name in _AWS_SECRET_VARS) if v]
 
 
@@ -119,6 +120,7 @@ class JsonFormatter(logging.Formatter):
         self.redactor = redactor or REDACTOR
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON, known secrets replaced."""
         doc: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -142,6 +144,7 @@ class TextFormatter(logging.Formatter):
         self.redactor = redactor or REDACTOR
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of text (a traceback on the lines after), known secrets replaced."""
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{stamp} {record.levelname:<7} {record.getMessage()}"

@@ -100,6 +100,7 @@ class InFlight:
         self._newest: dict[StreamKey, int] = {}
 
     def read(self, chunk: Chunk) -> None:
+        """A chunk was read: its events are in flight until confirmed."""
         if not chunk.docs:
             return
         first = ingested_ms(chunk.docs[0])
@@ -135,9 +136,11 @@ class InFlight:
         return None
 
     def newest_read_ms(self, key: StreamKey) -> int | None:
+        """Ingestion time of the newest event read from the stream in this process."""
         return self._newest.get(key)
 
     def has_pending(self, key: StreamKey) -> bool:
+        """Whether some of the stream's events are read and not confirmed."""
         return bool(self._runs.get(key))
 
 
@@ -175,6 +178,7 @@ class LagWatch:
         return sum(1 for t in self.thresholds if lag_s >= t)
 
     def update(self, groups: Mapping[str, GroupLag]) -> None:
+        """Log the groups whose lag crossed a level since the last call; forget groups gone."""
         for name in [g for g in self.levels if g not in groups]:
             del self.levels[name]
         for name, figures in groups.items():
@@ -438,6 +442,8 @@ class Metrics:
         self.lag_watch.update(groups)
 
     def totals(self) -> Totals:
+        """Counter totals since start (summed over their labels), and events shipped per group."""
+
         def total(counter: Counter) -> float:
             return sum(
                 s.value

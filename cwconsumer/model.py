@@ -62,6 +62,8 @@ def doc_fields(doc: Doc) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class StreamKey:
+    """One log stream: its group's name and its own."""
+
     group: str
     stream: str
 
@@ -194,7 +196,9 @@ class OutBatch:
         return len(self.docs)
 
     def slice(self, start: int, stop: int) -> OutBatch:
+        """The documents from ``start`` up to ``stop``, with their times."""
         return OutBatch(self.docs[start:stop], self.timestamps_ms[start:stop])
 
     def pick(self, indexes: Sequence[int]) -> OutBatch:
+        """The documents at ``indexes``, in that order, with their times."""
         return OutBatch([self.docs[i] for i in indexes], [self.timestamps_ms[i] for i in indexes])

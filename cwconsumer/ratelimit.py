@@ -53,6 +53,7 @@ class AdaptiveRate:
         self._last_update = now
 
     async def acquire(self) -> None:
+        """Reserve the next call's slot at the current rate and sleep until it is due."""
         now = time.monotonic()
         self._recover(now)
         slot = max(now, self._next_slot)

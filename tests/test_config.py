@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import cwconsumer.config as config_module
+from cwconsumer import cli
 from cwconsumer.config import (
     VARIABLES,
     Secret,
@@ -970,4 +971,53 @@ def test_every_problem_line_names_its_variable(tmp_path: Path) -> None:
     # (CWC_SINK_TOKEN is reported as set together with CWC_SINK_TOKEN_FILE.)
     always_valid = {"CWC_DB_PATH", "CWC_SPLUNK_SOURCETYPE", "CWC_SINK_INDEX", "CWC_SINK_TOKEN"}
     assert named >= known - always_valid
+    assert tree(tmp_path) == []
+
+
+# --- the command line's cases, in-process ------------------------------------------------
+# tests/test_cli_config.py spawns processes only for what a process can show (exit status,
+# no traceback, nothing on disk); every bad setting it used to spawn one for is checked here.
+
+CLI_CASES = [
+    ("missing sink URL", {"CWC_SINK_URL": ""}, "CWC_SINK_URL: not set"),
+    ("bad scheme", {"CWC_SINK_URL": "ftp://example.com/x"}, "CWC_SINK_URL: must be an http"),
+    ("unparsable duration", {"CWC_POLL_INTERVAL": "soon"}, "CWC_POLL_INTERVAL: expected a"),
+    ("negative size", {"CWC_BATCH_MAX_BYTES": "-5MiB"}, "CWC_BATCH_MAX_BYTES: must not be neg"),
+    ("no groups", {"CWC_LOG_GROUPS": ""}, "CWC_LOG_GROUPS: no log groups configured"),
+    (
+        "unknown start position",
+        {"CWC_START_POSITION": "yesterday-ish"},
+        "CWC_START_POSITION: expected 'beginning'",
+    ),
+    ("unknown format", {"CWC_SINK_FORMAT": "xml"}, "CWC_SINK_FORMAT: must be one of"),
+]
+
+
+@pytest.mark.parametrize(("name", "env", "expected"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_each_bad_setting_is_one_problem_naming_its_variable(
+    tmp_path: Path, name: str, env: dict[str, str], expected: str
+) -> None:
+    assert only_problem(base_env(tmp_path, **env)).startswith(expected)
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize(("name", "env", "expected"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_check_command_reports_a_bad_setting_and_exits_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    for key in list(os.environ):
+        if key.startswith(("CWC_", "AWS_")):
+            monkeypatch.delenv(key)
+    for key, value in base_env(tmp_path, **env).items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["check"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0] == "✗ configuration: 1 problem(s)"
+    assert printed.out.splitlines()[1].strip().startswith(expected)
+    assert len(printed.out.splitlines()) == 2
     assert tree(tmp_path) == []

@@ -16,8 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cwconsumer.demo import _compare, _percentile, _put_chunks, _Receiver
-from cwconsumer.demodata import ECS_GROUP, FUNCTIONS, DemoLogs, StreamLog, lambda_group
+from cwconsumer.demo.data import ECS_GROUP, FUNCTIONS, DemoLogs, StreamLog, lambda_group
+from cwconsumer.demo.receiver import Receiver
+from cwconsumer.demo.report import compare, percentile
+from cwconsumer.demo.standin import put_chunks
 from cwconsumer.parsing import parse_json, parse_object, parse_text
 
 START_MS = 1_795_000_000_000  # 2026-11-18: any fixed time will do for the pure tests
@@ -44,7 +46,7 @@ def lambda_fields(message: str) -> dict[str, object] | None:
     return None if line is None else line[0]
 
 
-# -- demodata --------------------------------------------------------------------------------
+# -- demo.data ------------------------------------------------------------------------------
 
 
 def test_the_same_seed_and_start_give_the_same_logs() -> None:
@@ -201,31 +203,31 @@ def test_generate_refuses_counts_below_one() -> None:
 
 def test_put_chunks_respect_putlogevents_limits() -> None:
     small = [(i, "x") for i in range(25_000)]
-    assert [len(c) for c in _put_chunks(small)] == [10_000, 10_000, 5_000]
+    assert [len(c) for c in put_chunks(small)] == [10_000, 10_000, 5_000]
     big = [(i, "y" * 100_000) for i in range(25)]
-    chunks = list(_put_chunks(big))
+    chunks = list(put_chunks(big))
     assert all(sum(len(m) + 26 for _, m in c) <= 1_000_000 for c in chunks)
     assert [e for c in chunks for e in c] == big
-    assert list(_put_chunks([])) == []
+    assert list(put_chunks([])) == []
 
 
 def test_compare_finds_loss_surplus_and_disorder() -> None:
     written = {("g", "s"): [(1_000, "a"), (1_000, "b"), (2_000, "c")]}
     iso = ["1970-01-01T00:00:01.000Z", "1970-01-01T00:00:01.000Z", "1970-01-01T00:00:02.000Z"]
     exact = {("g", "s"): [(iso[0], "a"), (iso[1], "b"), (iso[2], "c")]}
-    assert _compare(written, exact) == (0, 0, 0)
-    assert _compare(written, {("g", "s"): [(iso[0], "a"), (iso[2], "c")]}) == (1, 0, 0)
+    assert compare(written, exact) == (0, 0, 0)
+    assert compare(written, {("g", "s"): [(iso[0], "a"), (iso[2], "c")]}) == (1, 0, 0)
     swapped = {("g", "s"): [(iso[1], "b"), (iso[0], "a"), (iso[2], "c")]}
-    assert _compare(written, swapped) == (0, 0, 1)
-    assert _compare(written, {**exact, ("g", "other"): [(iso[0], "z")]}) == (0, 1, 0)
-    assert _compare(written, {}) == (3, 0, 0)
+    assert compare(written, swapped) == (0, 0, 1)
+    assert compare(written, {**exact, ("g", "other"): [(iso[0], "z")]}) == (0, 1, 0)
+    assert compare(written, {}) == (3, 0, 0)
 
 
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert _percentile(values, 50) == 50.0
-    assert _percentile(values, 95) == 95.0
-    assert _percentile([7.0], 95) == 7.0
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile([7.0], 95) == 7.0
 
 
 def _post(port: int, body: bytes, length: int | None = None) -> int:
@@ -251,7 +253,7 @@ def _doc(event_id: str, group: str = "/aws/lambda/f", **aws_lambda: object) -> b
 
 
 def test_receiver_counts_by_event_id_and_drops_truncated_requests() -> None:
-    receiver = _Receiver()
+    receiver = Receiver()
     receiver.start()
     try:
         port = int(receiver.url.split(":")[2].split("/")[0])
@@ -273,7 +275,7 @@ def test_receiver_counts_by_event_id_and_drops_truncated_requests() -> None:
 
 
 def test_receiver_trips_once_and_holds_that_answer_until_released() -> None:
-    receiver = _Receiver()
+    receiver = Receiver()
     receiver.trip_at = 2
     receiver.start()
     try:

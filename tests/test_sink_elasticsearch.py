@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
-from support.fakesinks import ElasticsearchFake, PlainSecret, SinkTestSettings, sample_batch
 
 from cwconsumer.errors import ConfigError
 from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome, Sink
 from cwconsumer.sinks.elasticsearch import IndexNamer, bulk_url, cluster_url, parse_bulk_answer
 from cwconsumer.sinks.factory import build_sink
+from tests.support.fakesinks import ElasticsearchFake, PlainSecret, SinkTestSettings, sample_batch
 
 DAY_MS = 86_400_000
 T0 = 1_732_183_200_123  # 2024-11-21T10:00:00.123Z

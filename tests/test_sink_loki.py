@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
-from support.fakesinks import LokiFake, SinkTestSettings, sample_batch, sample_doc
 
 from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome, Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.sinks.http import Response
 from cwconsumer.sinks.loki import classify_push, encode_push, is_final_refusal, push_url, ready_url
+from tests.support.fakesinks import LokiFake, SinkTestSettings, sample_batch, sample_doc
 
 T0 = 1_732_183_200_123
 NS = 1_000_000

@@ -8,19 +8,19 @@ from typing import Any
 
 import anyio
 import pytest
-from support.fakesinks import (
-    PlainSecret,
-    SinkTestSettings,
-    SplunkHecFake,
-    sample_batch,
-    split_concatenated_json,
-)
 
 from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome, Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.sinks.http import HttpOptions, HttpPoster
 from cwconsumer.sinks.splunk import SplunkHecSink, collector_base
+from tests.support.fakesinks import (
+    PlainSecret,
+    SinkTestSettings,
+    SplunkHecFake,
+    sample_batch,
+    split_concatenated_json,
+)
 
 TOKEN = "5f1c4a9e-0d7b-4c3e-9a61-2b8f7e6d5c4b"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -12,14 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-from support.fakesinks import (
-    PlainSecret,
-    RecordingSink,
-    SinkTestSettings,
-    make_self_signed,
-    sample_batch,
-    server_ssl_context,
-)
 
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError
@@ -28,9 +22,23 @@ from cwconsumer.sinks.base import Outcome, Sink
 from cwconsumer.sinks.elasticsearch import ElasticsearchSink
 from cwconsumer.sinks.factory import build_sink, http_options
 from cwconsumer.sinks.formats import dumps_each, join_json_array, join_ndjson
-from cwconsumer.sinks.http import HttpSink, Response, classify_response, parse_retry_after
+from cwconsumer.sinks.http import (
+    _GZIP_IN_THREAD_BYTES,
+    HttpSink,
+    Response,
+    classify_response,
+    parse_retry_after,
+)
 from cwconsumer.sinks.loki import LokiSink
 from cwconsumer.sinks.splunk import SplunkHecSink
+from tests.support.fakesinks import (
+    PlainSecret,
+    RecordingSink,
+    SinkTestSettings,
+    make_self_signed,
+    sample_batch,
+    server_ssl_context,
+)
 
 TOKEN = "tok-3f9c2b7d1e"
 PASSWORD = "pa55-w0rd-x9"
@@ -165,12 +173,27 @@ async def test_gzip_round_trip(fake: RecordingSink, sinks: list[Sink]) -> None:
 
 
 async def test_large_gzip_body_is_compressed_off_the_loop(
-    fake: RecordingSink, sinks: list[Sink]
+    fake: RecordingSink, sinks: list[Sink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Where gzip ran, seen from the standard library's side (the real compress still runs).
+    compressed: list[tuple[int, threading.Thread]] = []
+    real_compress = gzip.compress
+
+    def compress_and_note_the_thread(data: bytes, *args: Any, **kwargs: Any) -> bytes:
+        compressed.append((len(data), threading.current_thread()))
+        return real_compress(data, *args, **kwargs)
+
+    monkeypatch.setattr(gzip, "compress", compress_and_note_the_thread)
     sink = make(sinks, fake.url, sink_gzip=True)
-    batch = sample_batch(3000)
-    assert (await sink.send(batch)).outcome is Outcome.OK
-    assert fake.docs() == batch.docs
+    small, large = sample_batch(2), sample_batch(3000)
+    assert (await sink.send(small)).outcome is Outcome.OK
+    assert (await sink.send(large)).outcome is Outcome.OK
+    assert fake.docs() == small.docs + large.docs
+    loop_thread = threading.current_thread()
+    (small_bytes, small_thread), (large_bytes, large_thread) = compressed
+    assert small_bytes < _GZIP_IN_THREAD_BYTES <= large_bytes
+    assert small_thread is loop_thread  # a small body is not worth a thread hop
+    assert large_thread is not loop_thread
 
 
 async def test_extra_headers_reach_the_server(fake: RecordingSink, sinks: list[Sink]) -> None:
