@@ -181,9 +181,11 @@ class Reader:
         self._set_state(st, State.TAILING)
         if st.has_unread_activity():
             # Discovery reports events we have not read, yet the stream ends
-            # here: the metadata ran ahead of what reading sees (eventual
-            # consistency the other way). Keep it hot, with a short back-off.
-            st.tier = Tier.HOT
+            # here: the metadata ran ahead of what reading sees, or reports
+            # events reading never returns (expired). Checked again soon, with
+            # a back-off, but in the quiet tier: it must not take the turns
+            # of streams that are returning data.
+            st.tier = Tier.QUIET
             return min(self._poll_s, MIN_UNREAD_RECHECK_S * 2.0 ** min(st.idle_polls - 1, 6))
         st.tier = Tier.QUIET
         return quiet_delay_s(st.quiet_s(now), self._quiet_max_s)
