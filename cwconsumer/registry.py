@@ -8,6 +8,7 @@ All changes of membership and state go through :meth:`Registry.add`,
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterator
 
@@ -115,8 +116,8 @@ class Registry:
     def page(self, group: str, after: str | None, limit: int) -> Iterator[StreamState]:
         """Up to ``limit`` streams of ``group`` in name order after ``after``."""
         members = self.by_group.get(group, {})
-        names = sorted(n for n in members if after is None or n > after)
-        for name in names[:limit]:
+        names = members if after is None else (n for n in members if n > after)
+        for name in heapq.nsmallest(limit, names):  # O(n log limit), not a full sort
             yield members[name]
 
     async def save(self, store: Store) -> None:

@@ -419,3 +419,25 @@ async def test_discovery_of_a_large_group_stops_early_and_stays_within_its_call_
     assert fake.counts("DescribeLogStreams").total - deep_before <= 2
     await run_workers(rig, 2, lambda: len(rig.messages()) == 10, 10)
     assert sum(fake.stream_calls("/g", f"old-{k:05d}") for k in range(5000)) == 0
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def test_registry_aggregates_follow_every_change_and_pages_are_in_name_order() -> None:
+    reg = Registry()
+    streams = [_st(f"s{i:05d}") for i in range(2500)]
+    for st in streams:
+        reg.add(st)
+    for st in streams[:2000]:
+        reg.set_state(st, State.IDLE)
+    reg.set_state(streams[0], State.DELETED)
+    reg.remove(streams[1].key)
+    assert reg.group_counts("/g") == {
+        "new": 500, "reading": 0, "tailing": 0, "idle": 1998, "deleted": 1,
+    }  # fmt: skip
+    assert len(reg.awake) == 500 and len(reg) == 2499
+    first = [st.key.stream for st in reg.page("/g", None, 1000)]
+    second = [st.key.stream for st in reg.page("/g", first[-1], 1000)]
+    assert first == sorted(first) and second == sorted(second) and first[-1] < second[0]
+    assert first[0] == "s00000" and len(first) == len(second) == 1000
