@@ -434,6 +434,10 @@ class Discovery:
         self._pruned_ms = now
         candidates: list[StreamKey] = []
         for i, st in enumerate(list(self._reg.streams.values())):
+            if st.tier is Tier.QUIET and not st.busy and self._schedule.fade(st):
+                # Quiet past the grace with nothing reported, but its turn in
+                # a busy quiet tier has not come: idle now, without a call.
+                self._schedule.cancel(st)
             if self._reg.forgettable(st, now, self._forget_ms):
                 candidates.append(st.key)
             if i % 5000 == 4999:

@@ -139,6 +139,11 @@ class InFlight:
         """Ingestion time of the newest event read from the stream in this process."""
         return self._newest.get(key)
 
+    def forget(self, key: StreamKey) -> None:
+        """The stream was forgotten (pruned): drop what is kept of it."""
+        self._runs.pop(key, None)
+        self._newest.pop(key, None)
+
     def has_pending(self, key: StreamKey) -> bool:
         """Whether some of the stream's events are read and not confirmed."""
         return bool(self._runs.get(key))

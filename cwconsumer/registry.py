@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cwconsumer.model import StreamKey
 from cwconsumer.store import GroupRow, Store, StreamMeta
@@ -25,7 +25,8 @@ class Registry:
     state); ``totals`` per group [read, delivered, dead-lettered] since start;
     ``newest`` per group: the newest delivered event timestamp."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_remove: Callable[[StreamKey], None] = lambda key: None) -> None:
+        self._on_remove = on_remove
         self.streams: dict[StreamKey, StreamState] = {}
         self.by_group: dict[str, dict[str, StreamState]] = {}
         self.awake: dict[StreamKey, StreamState] = {}
@@ -66,6 +67,7 @@ class Registry:
             del self.counts[(key.group, st.state)]
         self.awake.pop(key, None)
         self.dirty.discard(key)
+        self._on_remove(key)
         return st
 
     def set_state(self, st: StreamState, state: State) -> None:

@@ -63,7 +63,7 @@ class Service:
         self.cfg = cfg
         self.metrics = Metrics()
         self.health = Health(cfg.stall_timeout_s)
-        self.registry = Registry()
+        self.registry = Registry(on_remove=self.metrics.in_flight.forget)
         self.schedule = Schedule()
         self.budget = Budget(
             cfg.buffer_max_events, cfg.buffer_max_bytes, on_pending=self.health.pending
