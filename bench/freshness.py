@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -221,13 +222,23 @@ def scenario_months(args: argparse.Namespace) -> list[Row]:
 
     created = samples[-1]["created"]
     n = f"1 run, {samples[-1]['t_s']:.0f} s, sampled every 10 s; spread = largest deviation from the median, 2nd half"
+
+    def drift(key: str) -> float:
+        """Mean of the last quarter of the run against the quarter before it."""
+        k = len(second) // 2
+        a = statistics.fmean(s[key] for s in second[:k])
+        b = statistics.fmean(s[key] for s in second[k:])
+        return (b - a) / a if a else 0.0
+
     rows = []
     for key, what in (("known", "known streams"), ("db_mb", "database MB"), ("rss_mb", "RSS MB")):
         values = [s[key] for s in second]
-        sp = spread(key)
-        rows.append(Row("9 months", f"{what} in the 2nd half (min-max), spread",
-                        f"{min(values):.1f}-{max(values):.1f}, ±{sp:.0%}", "flat (± 10 %)",
-                        verdict(sp <= 0.10), n, {"samples": samples} if key == "known" else {}))  # fmt: skip
+        sp, dr = spread(key), drift(key)
+        rows.append(Row("9 months", f"{what} in the 2nd half: min-max, spread; drift (last "
+                        "quarter vs the one before)",
+                        f"{min(values):.1f}-{max(values):.1f}, ±{sp:.0%}; {dr:+.1%}",
+                        "flat (± 10 %)", verdict(sp <= 0.10), n,
+                        {"samples": samples} if key == "known" else {}))  # fmt: skip
     rows.append(Row("9 months", "streams created over the run", f"{created:,.0f}", "≥ 100,000",
                     verdict(created >= 100_000), n))  # fmt: skip
     rows.append(Row("9 months", "events lost", f"{lost}", "0", verdict(lost == 0), n))
