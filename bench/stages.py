@@ -37,7 +37,7 @@ import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.standin import message
+from bench.standin import lambda_messages, message
 from cwconsumer.aws import decode_get_log_events
 from cwconsumer.documents import Shaper
 from cwconsumer.sinks.formats import dumps_each, join_ndjson
@@ -54,6 +54,16 @@ def page_bytes(n_events: int, size: int = 200) -> bytes:
     return orjson.dumps(
         {"events": events, "nextForwardToken": "f/1/s", "nextBackwardToken": "b/1/s"}
     )
+
+
+def lambda_page(n_events: int = 6_000) -> bytes:
+    """A page of the Lambda scenario's invocations (``bench/standin.py``)."""
+    base = int(time.time() * 1000) - 3_600_000
+    events = [
+        {"timestamp": base + i // 4, "message": m, "ingestionTime": base + 5}
+        for i, m in enumerate(lambda_messages(0, 0, 0, n_events, 200))
+    ]
+    return orjson.dumps({"events": events, "nextForwardToken": "f/1", "nextBackwardToken": "b/1"})
 
 
 def per_event_us(fn: Callable[[], object], n: int, repeats: int = REPEATS) -> float:
@@ -225,6 +235,19 @@ def main() -> None:
     )
     rows.append(("shape+encode: Shaper.shape + dumps_each + join_ndjson", today))
     rows.append(("for comparison: the prototype (fused_lines)", fused))
+    # The Lambda scenario's mix (bench/run.py --only lambda), each group's way.
+    lambda_events = decode_get_log_events(lambda_page())[0]
+    m = len(lambda_events)
+    for group in ("/aws/lambda/bench-fn", "/ecs/bench-svc"):
+        lambda_shaper = Shaper(group, "s-00000", "us-east-1", "auto")
+        rows.append(
+            (
+                f"lambda mix, shape + dumps_each: {group} (6,000 events)",
+                per_event_us(
+                    lambda s=lambda_shaper: dumps_each(s.shape(lambda_events, None, -1)[0]), m
+                ),
+            )
+        )
     rows.append(("checkpoint: Store.commit, 10 streams / 5,000 events (wall)",
                  asyncio.run(commit_cost(10, 5_000))))  # fmt: skip
     width = max(len(name) for name, _ in rows)

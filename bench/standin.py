@@ -71,6 +71,43 @@ def message(group: int, stream: int, i: int, size: int) -> str:
     return (head + _PAD)[:size] if len(head) < size else head[:size]
 
 
+LAMBDA_GROUPS = ("/aws/lambda/bench-fn", "/ecs/bench-svc")
+
+
+def lambda_messages(group: int, stream: int, start: int, count: int, size: int) -> list[str]:
+    """``count`` lines of Lambda invocations (10 lines each), from line ``start``.
+
+    Per invocation, as issue 15 measured it: ``START``, six Node.js runtime
+    lines (time, request id, level, text padded to ``size`` characters), one
+    application JSON line, ``END``, ``REPORT``. The ``/ecs/`` group carries the
+    same lines (only the JSON line is parsed there under ``CWC_PARSE=auto``).
+    """
+    out: list[str] = []
+    for i in range(start, start + count):
+        inv, line = divmod(i, 10)
+        rid = f"{group:02x}{stream:06x}-{inv >> 16 & 0xFFFF:04x}-4{inv & 0xFFF:03x}-8000-{inv:012x}"
+        stamp = f"2026-12-06T10:{inv // 60000 % 60:02d}:{inv // 1000 % 60:02d}.{inv % 1000:03d}Z"
+        if line == 0:
+            out.append(f"START RequestId: {rid} Version: $LATEST\n")
+        elif line <= 6:
+            head = f"{stamp}\t{rid}\tINFO\tstep {line} of order {inv % 99991}: "
+            out.append((head + _PAD)[: size - 1] + "\n")
+        elif line == 7:
+            out.append(
+                f'{{"timestamp":"{stamp}","level":"INFO","requestId":"{rid}",'
+                f'"message":"order {inv % 99991} stored in {inv % 97} ms"}}\n'
+            )
+        elif line == 8:
+            out.append(f"END RequestId: {rid}\n")
+        else:
+            out.append(
+                f"REPORT RequestId: {rid}\tDuration: {inv % 997}.{inv % 100:02d} ms\t"
+                f"Billed Duration: {inv % 997 + 1} ms\tMemory Size: 256 MB\t"
+                f"Max Memory Used: {60 + inv % 40} MB\t\n"
+            )
+    return out
+
+
 class BenchCloudWatchLogs(FakeCloudWatchLogs):
     """The fake plus FilterLogEvents and GetLogEvents call times."""
 
@@ -169,6 +206,9 @@ def load(fake: BenchCloudWatchLogs, spec: dict[str, Any]) -> int:
     - ``backlog``: ``groups`` x ``streams`` streams, ``events`` in all, spread
       evenly, ``size``-character messages, timestamps an hour back, four events
       a millisecond (same-millisecond ordinals are exercised);
+    - ``lambda``: the same shape in two groups, one ``/aws/lambda/`` and one
+      ``/ecs/`` (:data:`LAMBDA_GROUPS`), Lambda invocations as messages
+      (:func:`lambda_messages`);
     - ``idle``: ``streams`` streams in ``groups`` groups, of which ``active``
       have names starting ``active-`` and the rest ``idle-``; every stream has
       one event three hours old (creation and ingestion too); new events come
@@ -192,6 +232,16 @@ def load(fake: BenchCloudWatchLogs, spec: dict[str, Any]) -> int:
                 total += per
                 if spec.get("page_cap"):
                     fake.page_cap(f"/bench/g{g}", f"s-{s:05d}", int(spec["page_cap"]))
+    elif kind == "lambda":
+        streams = int(spec.get("streams", 20))
+        per = int(spec["events"]) // (len(LAMBDA_GROUPS) * streams)
+        base = now - HOUR_MS
+        for g, group_name in enumerate(LAMBDA_GROUPS):
+            for s in range(streams):
+                texts = lambda_messages(g, s, 0, per, size)
+                events = [(base + i // 4, text) for i, text in enumerate(texts)]
+                fake.put(group_name, f"2026/12/06/[$LATEST]{g:02d}{s:030x}", events)
+                total += per
     elif kind in ("idle", "recent"):
         streams = int(spec["streams"])
         active = int(spec.get("active", 0))

@@ -11,12 +11,13 @@ One document per event (SPEC, "The document shipped for each event")::
      "log": {"level": ...},               # only when the line states a level
      "json": {...}}                       # only when the message is a JSON object
 
-SERIALIZED ONCE. Most messages need no parsing; for those a :class:`Shaper`
-builds the document directly as its JSON bytes (``bytes``, see
-:data:`cwconsumer.model.Doc`: the same bytes ``orjson.dumps`` gives for the dict, keys in the order above), so no
-per-event dicts exist and no sink encodes it again. Messages that may be a
-Lambda line or a JSON object, and messages orjson cannot encode (a lone
-surrogate, refused later by the sink as poison), stay dicts.
+SERIALIZED ONCE. A :class:`Shaper` builds each document of events read from
+the API directly as its JSON bytes (``bytes``, see :data:`cwconsumer.model.Doc`:
+the same bytes ``orjson.dumps`` gives for the dict, keys in the order above),
+parsed or not, so no per-event dicts exist, nothing parsed outlives shaping
+and no sink encodes a document again. Only a parsed document orjson could
+not encode would stay a dict (refused later by the sink as poison; the
+parsers keep nothing of the kind).
 
 NEVER DECODED. Events arrive from the API as :class:`~cwconsumer.model.LogEvent`
 whose ``message`` is still the JSON string token of the response; the
@@ -25,9 +26,13 @@ same text, whatever escapes AWS chose). Every event of a page is first
 shaped so; then the first byte of each message token is picked from the
 lines, in C, and only messages starting with a trigger (``{``, a Lambda
 line's first characters) or an escape (which could hide one) are decoded
-and, when they need parsing, replaced by dicts. Items given as dicts with
-``message`` as ``str`` (tests, tools) get the same documents from
-:meth:`Shaper._shape_dicts`, where each plain message is encoded by orjson.
+and, when they need parsing, replaced by their parsed document, with the
+message as orjson writes it. In a stream whose Lambda lines are parsed the
+commonest ones (runtime lines, START, END, the usual REPORT) are recognised
+from the token itself while the lines are written (:meth:`Shaper._lambda_lines`).
+Items given as dicts with ``message`` as ``str`` (tests, tools) get the same
+documents from :meth:`Shaper._shape_dicts` (parsed ones as dicts there), where
+each plain message is encoded by orjson.
 
 READ-ONLY DOCUMENTS. A dict document shares the stream's ``cloud`` dict, and
 unless Lambda fields were found its ``aws`` dict, with every other document of
@@ -56,7 +61,17 @@ import xxhash
 
 from cwconsumer.model import Doc, LogEvent, message_text
 from cwconsumer.parsing.jsonmsg import parse_object
-from cwconsumer.parsing.lambda_ import FIRST_CHARS, parse_json, parse_text
+from cwconsumer.parsing.lambda_ import (
+    FIRST_CHARS,
+    NONCANONICAL_ESCAPE,
+    TOKEN_END,
+    TOKEN_REPORT,
+    TOKEN_RUNTIME,
+    TOKEN_START,
+    parse_json,
+    parse_text,
+    runtime_key_fields,
+)
 
 __all__ = ["PARSE_MODES", "Shaper", "event_id", "iso_ms"]
 
@@ -142,6 +157,8 @@ _STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 00
 _HEAD_LEN: Final = _STAMP_END + len(_HEAD_CLOSE)
 _MS_CLOSE: Final = tuple(suffix.encode() + _HEAD_CLOSE for suffix in _MS_SUFFIX)
 """A line's head after the stamp's second, by millisecond: ``b'123Z","message":'``."""
+_ID_AT: Final = _HEAD_LEN + len(_EVENT_ID_KEY)
+"""Of a plain line: where its ``event.id`` starts, after the message token."""
 _first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
 """Of a plain line: the first byte of the message's JSON string, after its quote."""
 
@@ -151,6 +168,14 @@ def _head(stamp: str) -> bytes:
     return _HEAD_OPEN + stamp.encode() + _HEAD_CLOSE
 
 
+_dumps: Final = orjson.dumps
+_noncanonical: Final = NONCANONICAL_ESCAPE.search
+_LEVEL_PARTS: Final = {
+    level: b',"log":{"level":' + orjson.dumps(level) + b"}"
+    for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
+}
+"""The ``log`` part of a document for the levels Lambda's runtimes write."""
+_RUNTIME_TAILS_MAX: Final = 256
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
 _LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
 
@@ -166,15 +191,20 @@ class Shaper:
 
     __slots__ = (
         "_aws",
+        "_aws_lambda_open",
+        "_aws_plain",
         "_cloud",
+        "_cloud_part",
         "_cloudwatch",
         "_flagged",
+        "_flagged_bytes",
         "_id_key",
         "_id_prefix",
         "_json_tail",
         "_overhead",
         "_parse_json",
         "_parse_lambda",
+        "_runtime_tails",
         "_triggers",
         "group",
         "parse_mode",
@@ -210,6 +240,7 @@ class Shaper:
             if triggers
             else None
         )
+        self._flagged_bytes = frozenset(b"\\" + "".join(triggers).encode())
         self._id_prefix = _id_prefix(group, stream)
         # The whole hashed key in one call: prefix, ts and ordinal (event_id).
         self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
@@ -226,10 +257,15 @@ class Shaper:
         }
         # Serialized size of everything but the message text (+1 for a sink's separator).
         self._overhead = len(orjson.dumps(template)) - 4 + 1
-        # What follows "event" in every unparsed document, serialized once.
-        self._json_tail = (
-            b',"aws":' + orjson.dumps(self._aws) + b',"cloud":' + orjson.dumps(self._cloud) + b"}"
+        # What follows "event" in a document, serialized once: in every
+        # unparsed one, _json_tail; in a parsed one, its parts.
+        self._aws_plain = b',"aws":' + orjson.dumps(self._aws)
+        self._aws_lambda_open = (
+            b',"aws":{"cloudwatch":' + orjson.dumps(self._cloudwatch) + b',"lambda":'
         )
+        self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
+        self._json_tail = self._aws_plain + self._cloud_part + b"}"
+        self._runtime_tails: dict[bytes, bytes] = {}
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -267,8 +303,17 @@ class Shaper:
 
         Every event is first shaped as a plain line (the message's JSON token
         copied), then the few whose message may need parsing (first byte a
-        trigger or an escape) are decoded and, if they do, replaced by dicts.
+        trigger or an escape) are decoded and, if they do, replaced by their
+        parsed document. In a stream whose Lambda lines are parsed, the
+        commonest lines are recognised while the lines are written
+        (:meth:`_lambda_lines`) and only the others are looked at after.
         """
+        if self._parse_lambda:
+            docs, last_ts, ordinal, slow = self._lambda_lines(events, prev_ts, prev_ord)
+            nbytes = sum(map(len, docs)) + len(docs)
+            for i in slow:
+                nbytes += self._parse_one(docs, i, events[i])
+            return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
         docs, last_ts, ordinal = self._plain_lines(events, prev_ts, prev_ord)
         nbytes = sum(map(len, docs)) + len(docs)
         flagged = self._flagged
@@ -277,6 +322,142 @@ class Shaper:
             for match in flagged.finditer(firsts):
                 nbytes += self._parse_one(docs, match.start(), events[match.start()])
         return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
+
+    def _lambda_lines(
+        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
+    ) -> tuple[list[Doc], int | None, int, list[int]]:
+        """:meth:`_plain_lines` for a stream whose Lambda lines are parsed.
+
+        The commonest Lambda lines (a runtime line whose body is no JSON
+        object, START, END, the usual REPORT) are recognised from their JSON
+        token, in C, without decoding it (``cwconsumer.parsing.lambda_``,
+        ``TOKEN_*``): their document is the plain line with another tail (cached
+        per request id and level for runtime lines), written at once. Returns
+        the lines, the last timestamp and ordinal, and the indexes of the other
+        lines that may need parsing (for :meth:`_parse_one`).
+        """
+        lines: list[Doc] = []
+        add = lines.append
+        slow: list[int] = []
+        id_key = self._id_key
+        id_prefix = self._id_prefix
+        digest = _digest
+        hexlify = _hexlify
+        join = b"".join
+        prefixes = _SECOND_PREFIXES
+        ms_closes = _MS_CLOSE
+        id_label = _EVENT_ID_KEY
+        head_open = _HEAD_OPEN
+        json_tail = self._json_tail
+        flagged = self._flagged_bytes
+        noncanonical = NONCANONICAL_ESCAPE.search
+        runtime = TOKEN_RUNTIME.match
+        start = TOKEN_START.match
+        end = TOKEN_END.match
+        report = TOKEN_REPORT.match
+        tails = self._runtime_tails
+        lambda_open = self._aws_lambda_open
+        start_open = lambda_open + b'{"type":"start","version":"'
+        start_mid = b'","request_id":"'
+        end_open = lambda_open + b'{"type":"end","request_id":"'
+        lambda_close = b'"}}' + self._cloud_part + b"}"  # fields, aws, document
+        report_close = b"}" + self._cloud_part + b"}"  # aws, document
+        last_ts = prev_ts
+        ordinal = prev_ord
+        sec: int | None = None
+        sec_head = ms_close = b""
+        if prev_ts is not None:
+            sec = prev_ts // 1000
+            sec_head = head_open + _second_prefix(sec).encode()
+            ms_close = ms_closes[prev_ts - sec * 1000]
+        last_ingested: int | None = None
+        event_close = b'"}'
+        for ev in events:
+            ts = ev.timestamp
+            if ts == last_ts:
+                ordinal += 1
+            else:
+                ordinal = 0
+                last_ts = ts
+                s = ts // 1000
+                if s != sec:
+                    sec = s
+                    sec_head = head_open + (prefixes.get(s) or _second_prefix(s)).encode()
+                ms_close = ms_closes[ts - s * 1000]
+            ingested = ev.ingestionTime
+            if ingested != last_ingested:
+                last_ingested = ingested
+                event_close = (
+                    b'"}'
+                    if ingested is None
+                    else b'","ingested":"' + iso_ms(ingested).encode() + b'"}'
+                )
+            token = bytes(ev.message)
+            tail = json_tail
+            first = token[1]
+            if first in flagged:
+                # START, END and REPORT patterns match whole tokens of
+                # printable ASCII without escapes but \\t and \\n; a runtime
+                # line's body is checked for what orjson would write otherwise.
+                if first <= 57:  # a digit: a runtime line?
+                    m = runtime(token)
+                    if m is not None and token.isascii() and noncanonical(token, m.end()) is None:
+                        key = m[1]
+                        tail = tails.get(key) or self._runtime_tail(key)
+                elif first == 83:  # "S"
+                    m = start(token)
+                    if m is not None:
+                        rid, version = m.group(1, 2)
+                        tail = join((start_open, version, start_mid, rid, lambda_close))
+                elif first == 69:  # "E"
+                    m = end(token)
+                    if m is not None:
+                        tail = join((end_open, m[1], lambda_close))
+                elif first == 82:  # "R"
+                    m = report(token)
+                    if m is not None:
+                        tail = join((lambda_open, self._report_fields(m), report_close))
+                if tail is json_tail:
+                    slow.append(len(lines))
+            event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
+            add(join((sec_head, ms_close, token, id_label, event_hex, event_close, tail)))
+        return lines, last_ts, ordinal, slow
+
+    @staticmethod
+    def _report_fields(m: re.Match[bytes]) -> bytes:
+        """``aws.lambda`` of a REPORT line matched by ``TOKEN_REPORT``, as JSON."""
+        rid, duration, billed, size, used, init = m.groups()
+        fields = {
+            "type": "report",
+            "request_id": rid.decode(),
+            "duration_ms": float(duration),
+            "billed_duration_ms": int(billed),
+            "memory_size_mb": int(size),
+            "max_memory_used_mb": int(used),
+        }
+        if init is not None:
+            fields["init_duration_ms"] = float(init)
+        return _dumps(fields)
+
+    def _runtime_tail(self, key: bytes) -> bytes:
+        """What follows ``event`` in the document of a runtime line with this
+        request id and level (``TOKEN_RUNTIME``'s group; cached per stream: an
+        invocation's lines share them)."""
+        request_id, level = runtime_key_fields(key)
+        tail = (
+            self._aws_plain
+            if request_id is None
+            else self._aws_lambda_open + b'{"request_id":"' + request_id + b'"}}'
+        )
+        tail += self._cloud_part
+        if level is not None:
+            tail += _LEVEL_PARTS[level.decode()]
+        tail += b"}"
+        tails = self._runtime_tails
+        if len(tails) >= _RUNTIME_TAILS_MAX:
+            tails.clear()
+        tails[key] = tail
+        return tail
 
     def _plain_lines(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
@@ -337,22 +518,80 @@ class Shaper:
 
     def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
         """Replace plain line ``docs[i]`` by the parsed document if its message
-        is one to parse; returns the change in the estimated byte count."""
+        is one to parse; returns the change in the byte count.
+
+        The parsed document is written as bytes too: the plain line's head and
+        ``event`` part (the time and id it already holds, at fixed offsets),
+        the message as orjson writes it, then ``aws`` with the Lambda fields,
+        ``cloud``, ``log`` and ``json``: the same bytes as ``orjson.dumps`` of
+        the dict document of :meth:`_shape_parsed`. Nothing parsed outlives
+        this call.
+        """
         message = message_text(ev)
         if message is None or message[:1] not in self._triggers:
             return 0  # an escape that hid nothing to parse: the line stands
         line = docs[i]
         assert isinstance(line, bytes)
-        # The plain line already holds this event's time and id, at fixed
-        # offsets (HEAD_LEN): read them back rather than recount ordinals.
-        id_at = _HEAD_LEN + len(ev.message) + len(_EVENT_ID_KEY)
-        event = {"id": line[id_at : id_at + 32].decode()}
-        if ev.ingestionTime is not None:
-            event["ingested"] = iso_ms(ev.ingestionTime)
-        doc, extra = self._shape_parsed(line[_STAMP_AT:_STAMP_END].decode(), message, event)
+        fields, level, obj = self._parse(message)
+        token = bytes(ev.message)
+        # The message as orjson writes it (the dict document's bytes): the
+        # token itself when it holds no other escapes, else encoded again.
+        canonical = token.isascii() and _noncanonical(token) is None
+        if canonical and fields is None and level is None and obj is None:
+            return 0  # nothing to parse and the same bytes: the line stands
+        try:
+            parts = [
+                line[: len(line) - len(self._json_tail)]
+                if canonical
+                else line[:_HEAD_LEN]
+                + _dumps(message)
+                + line[_HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
+                self._aws_plain if not fields else self._aws_lambda_open + _dumps(fields) + b"}",
+                self._cloud_part,
+            ]
+            if level is not None:
+                parts.append(_LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}")
+            if obj is not None:
+                parts += (b',"json":', _dumps(obj))
+            parts.append(b"}")
+            doc = b"".join(parts)
+        except (TypeError, orjson.JSONEncodeError):
+            # Not expected (the parsers keep only what orjson writes): keep the
+            # dict document, which the sink refuses as poison.
+            event = {"id": line[_ID_AT + len(token) : _ID_AT + len(token) + 32].decode()}
+            if ev.ingestionTime is not None:
+                event["ingested"] = iso_ms(ev.ingestionTime)
+            dict_doc, extra = self._shape_parsed(
+                line[_STAMP_AT:_STAMP_END].decode(), message, event
+            )
+            docs[i] = dict_doc
+            return self._overhead + len(token) + extra - (len(line) + 1)
         docs[i] = doc
-        # Its JSON: close to, never below, its UTF-8 (the token as sent).
-        return self._overhead + len(ev.message) + extra - (len(line) + 1)
+        return len(doc) - len(line)
+
+    def _parse(
+        self, message: str
+    ) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+        """``(aws.lambda fields, log.level, json)`` of a message starting with a
+        trigger, each ``None`` when absent (see :meth:`_shape_parsed`)."""
+        fields: dict[str, Any] | None = None
+        level: str | None = None
+        obj: dict[str, Any] | None = None
+        if message[:1] == "{":
+            if self._parse_json:
+                obj = parse_object(message)
+                if obj is not None and self._parse_lambda:
+                    line = parse_json(obj)
+                    if line is not None:
+                        fields, level, _ = line
+        elif self._parse_lambda:
+            line = parse_text(message)
+            if line is not None:
+                fields, level, body = line
+                # console.log(JSON.stringify(...)) behind the runtime's prefix.
+                if self._parse_json and body is not None and body[:1] == "{":
+                    obj = parse_object(body)
+        return fields or None, level, obj
 
     def _shape_dicts(
         self, events: Sequence[Mapping[str, Any]], prev_ts: int | None, prev_ord: int
@@ -447,23 +686,7 @@ class Shaper:
 
         Returns the document and the estimated bytes its parsed fields add.
         """
-        fields: dict[str, Any] | None = None
-        level: str | None = None
-        obj: dict[str, Any] | None = None
-        if message[:1] == "{":
-            if self._parse_json:
-                obj = parse_object(message)
-                if obj is not None and self._parse_lambda:
-                    line = parse_json(obj)
-                    if line is not None:
-                        fields, level, _ = line
-        elif self._parse_lambda:
-            line = parse_text(message)
-            if line is not None:
-                fields, level, body = line
-                # console.log(JSON.stringify(...)) behind the runtime's prefix.
-                if self._parse_json and body is not None and body[:1] == "{":
-                    obj = parse_object(body)
+        fields, level, obj = self._parse(message)
         doc: dict[str, Any] = {
             "@timestamp": stamp,
             "message": message,

@@ -9,6 +9,7 @@ deterministic ``event.id``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,12 @@ def doc_fields(doc: Doc) -> dict[str, Any]:
     """The document as a dict: itself, or parsed from its JSON bytes (a new dict
     each call: meant for the few places that read a field, not hot loops)."""
     if isinstance(doc, bytes):
-        fields: dict[str, Any] = orjson.loads(doc)
+        try:
+            fields: dict[str, Any] = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            # A lone surrogate escape ("\ud800"), which the shaper copies as
+            # the API sent it and orjson refuses: the standard library reads it.
+            fields = json.loads(doc)
         return fields
     return doc
 

@@ -95,6 +95,7 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        gc.enable()  # `cwconsumer run` starts with it off (cli.cmd_run)
         try:
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root.cancel_scope)

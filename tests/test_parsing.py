@@ -447,3 +447,32 @@ def test_parsers_never_raise_on_garbage() -> None:
         obj = parse_object(text)
         if obj is not None:
             parse_json(obj)
+
+
+def test_figures_no_64_bit_integer_holds_are_left_out() -> None:
+    """Issue 14, item 3: a REPORT line (text or JSON format) with an integer
+    beyond int64 gives fields orjson can encode; the figure stays in the
+    message only. Integers at the edges of int64 are kept."""
+    rid = "7dea2e7a-1c7e-4f0b-9a1a-8f0e6d2c3b4a"
+    line = parse_text(
+        f"REPORT RequestId: {rid}\tDuration: 1.00 ms\tBilled Duration: -99999999999999999999 ms\t"
+        "Memory Size: 9223372036854775807 MB\tMax Memory Used: 99999999999999999999999999 MB\t"
+    )
+    assert line is not None
+    fields = line[0]
+    assert fields == {
+        "type": "report",
+        "request_id": rid,
+        "duration_ms": 1.0,
+        "memory_size_mb": 2**63 - 1,
+    }
+    orjson.dumps(fields)
+    record = orjson.loads(
+        '{"type":"platform.report","record":{"requestId":"r","metrics":'
+        '{"maxMemoryUsedMB":99999999999999999999999999,"memorySizeMB":-9223372036854775808,'
+        '"billedDurationMs":18446744073709551615}}}'
+    )
+    line = parse_json(record)
+    assert line is not None
+    assert line[0] == {"type": "report", "request_id": "r", "memory_size_mb": -(2**63)}
+    orjson.dumps(line[0])

@@ -43,9 +43,14 @@ def parse_object(text: str) -> dict[str, Any] | None:
         return None
     if not isinstance(obj, dict):  # cannot happen for "{...}"; narrows the type
         return None
-    # Nesting depth can never exceed the number of openers, so the walk only
-    # runs for messages with many of them.
-    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+    # Nesting depth can never exceed the number of openers, nor half the
+    # length (each level opens and closes), so the walk only runs for
+    # messages with many of them; most are too short to be counted.
+    if (
+        len(text) > 2 * MAX_DEPTH
+        and text.count("{") + text.count("[") > MAX_DEPTH
+        and _deeper_than(obj, MAX_DEPTH)
+    ):
         return None
     return obj
 
