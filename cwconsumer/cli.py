@@ -134,13 +134,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         from cwconsumer.service import Service
 
+        service = Service(cfg)
+
         async def go() -> int:
-            await Service(cfg).run()
+            await service.run()
             return EXIT_OK
 
-        return _run_async(go)
+        code = _run_async(go)
     finally:
         gc.enable()
+    if service.stuck_database:
+        # The database connection's thread is stuck in a statement and would
+        # keep the process alive for ever: end it now (nothing unconfirmed
+        # is lost; checkpoints only follow confirmations).
+        if code == EXIT_OK:  # otherwise the cause is already the last line
+            log.error("stopped: the database %s did not close within 5 s", cfg.db_path)
+        logging.shutdown()
+        os._exit(code or EXIT_ERROR)
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -285,8 +296,11 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
     if getattr(args, "standby_ok", False):
         url += "?standby=ok"  # a standby counts as healthy for this check
+    # Never through a proxy: HTTP_PROXY set for the sink or AWS must not send
+    # a check of this very container's loopback port elsewhere.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with opener.open(url, timeout=5) as resp:
             print(resp.read().decode(errors="replace"))
             return EXIT_OK if resp.status == 200 else EXIT_ERROR
     except urllib.error.HTTPError as exc:

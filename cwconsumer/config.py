@@ -30,6 +30,7 @@ from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cwconsumer.errors import ConfigError
+from cwconsumer.secrets import SENSITIVE_NAME
 from cwconsumer.units import format_duration, parse_bool, parse_duration, parse_size
 
 __all__ = [
@@ -116,9 +117,7 @@ _HOSTNAME = re.compile(
 )
 _SPLUNK_INDEX = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SENSITIVE = re.compile(
-    r"auth|token|key|secret|passw|pwd|cookie|session|signature|credential", re.IGNORECASE
-)
+_SENSITIVE = SENSITIVE_NAME
 # Set by the HTTP sender itself; letting an operator override them breaks framing.
 _RESERVED_HEADERS = frozenset(
     {"content-length", "content-encoding", "transfer-encoding", "host", "connection"}
@@ -708,9 +707,10 @@ def _redact_url(url: str) -> str:
         return url
     query, hash_mark, fragment = rest.partition("#")
     pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(_SENSITIVE.search(key) for key, _ in pairs):
+    if not any(v for _, v in pairs):
         return url
-    query = urlencode([(k, _REDACTED if _SENSITIVE.search(k) else v) for k, v in pairs], safe="*")
+    # Every value: a signed URL's parameters have names nobody can list.
+    query = urlencode([(k, _REDACTED if v else v) for k, v in pairs], safe="*")
     return f"{base}?{query}{hash_mark}{fragment}"
 
 

@@ -12,21 +12,41 @@ on 413, bisect a refusal down to the events refused and dead-letter those;
 then move every stream of the batch to the position after its last event —
 in one SQLite transaction that also records the dead letters — and give the
 memory back to the budget.
+
+Failure rules (crash-only, docs/reliability.md):
+
+- the checkpoint and the dead letters it depends on commit together or not
+  at all; a commit refused for a retriable reason (database locked, disk
+  full, I/O error) is tried again with back-off for up to
+  :data:`COMMIT_RETRY_S`, never dropped; after that, or for any other store
+  error, the lane raises and the process exits 1 with the cause (the
+  checkpoint never passed the batch: it is read and sent again);
+- the memory budget is given back in ``finally``;
+- back-off never overflows however long the sink fails (the exponent is
+  capped);
+- a refusal that does not single out events (a status that refuses the
+  request, such as 404 for a wrong path, or every event of a batch refused
+  with the same answer) is the sink's problem: no dead letters, slow retries,
+  ``/healthz`` 503 with the reason, as for refused credentials;
+- before each send, a lane whose lease was not proven recently has it proven
+  (``guard``), so a holder that was frozen past its lease ships nothing more.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
 import anyio
 
+from cwconsumer.errors import LeaseLost, StoreError
 from cwconsumer.flow import Budget, Channel
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
@@ -42,21 +62,43 @@ BACKOFF_CAP_S = 30.0
 AUTH_BACKOFF_MIN_S = 2.0
 AUTH_BACKOFF_CAP_S = 60.0
 LANE_CHANNEL_CHUNKS = 64
+COMMIT_RETRY_S = 300.0
+"""How long a lane keeps trying to commit a confirmed batch's checkpoint while
+the database refuses it for a retriable reason; then the process exits 1."""
+COMMIT_BACKOFF_CAP_S = 10.0
+_MAX_EXPONENT = 30
+"""2**30 times any base is far above every cap: the exponent stops there, so
+no attempt count (days of failure) can overflow a float."""
+
+SINK_WIDE_STATUSES = frozenset({404, 405, 410, 411, 414, 415, 421, 426, 431})
+"""Refusals of the request itself (wrong path or method, media type, headers),
+never of an event in it: nothing is bisected or dead-lettered for these."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _growth(attempt: int) -> float:
+    return float(2 ** min(_MAX_EXPONENT, max(0, attempt - 1)))
 
 
 def backoff_s(attempt: int, cap: float = BACKOFF_CAP_S, retry_after: float | None = None) -> float:
     """Full-jitter exponential back-off; a sink's Retry-After is a floor."""
-    delay = random.uniform(0, min(cap, BACKOFF_BASE_S * 2 ** max(0, attempt - 1)))
+    delay = random.uniform(0, min(cap, BACKOFF_BASE_S * _growth(attempt)))
     if retry_after is not None:
         delay = max(delay, min(retry_after, 300.0))
     return delay
 
 
 def auth_backoff_s(attempt: int) -> float:
-    """Credentials refused (401/403): slow retries with a floor (2, 4, 8 ... 60 s,
-    minus up to 25 % jitter), so a wrong token never hammers the sink."""
-    base = min(AUTH_BACKOFF_CAP_S, AUTH_BACKOFF_MIN_S * 2 ** max(0, attempt - 1))
+    """Credentials refused (401/403), or the sink refusing every event: slow
+    retries with a floor (2, 4, 8 ... 60 s, minus up to 25 % jitter), so a
+    wrong token or URL never hammers the sink."""
+    base = min(AUTH_BACKOFF_CAP_S, AUTH_BACKOFF_MIN_S * _growth(attempt))
     return random.uniform(0.75 * base, base)
+
+
+async def _no_guard() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -81,6 +123,9 @@ class Lane:
         max_wait_s: float,
         current: Callable[[Chunk], bool],
         on_committed: Callable[[Sequence[Chunk], dict[StreamKey, int]], None],
+        guard: Callable[[], Awaitable[None]] = _no_guard,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.index = index
         self.channel: Channel[Chunk] = Channel(LANE_CHANNEL_CHUNKS)
@@ -94,8 +139,12 @@ class Lane:
         self._max_wait_s = max_wait_s
         self._current = current
         self._on_committed = on_committed
+        self._guard = guard
+        self._sleep = sleep
+        self._clock = clock
         self.in_flight = 0
         self._last_status: int | None = -1
+        self._refusing: tuple[int | None, str] | None = None  # a sink-wide refusal seen
 
     async def run(self) -> None:
         """Until the channel is closed and drained."""
@@ -110,14 +159,14 @@ class Lane:
     async def _collect(self) -> list[Chunk]:
         chunks: list[Chunk] = []
         events = nbytes = 0
-        deadline = time.monotonic() + self._max_wait_s
+        deadline = self._clock() + self._max_wait_s
         ch = self.channel
         while events < self._max_events and nbytes < self._max_bytes:
             head = ch.peek()
             if head is None:
                 if ch.closed:
                     break
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
                 with anyio.move_on_after(remaining):
@@ -153,21 +202,24 @@ class Lane:
             stamps = list(chain.from_iterable(c.timestamps for c in chunks))
         nbytes = sum(c.nbytes for c in chunks)
         self.in_flight = len(docs)
-        rejected: list[Rejected] = []
-        if docs:
-            rejected = await self._send_all(OutBatch(docs, stamps))
-            self._metrics.batch_events.observe(len(docs))
-            self._metrics.batch_bytes.observe(nbytes)
-            self._metrics.batches.labels("delivered" if not rejected else "partial").inc()
-        # Confirmed: from here on the checkpoint must be written even if a
-        # shutdown deadline fires, or a clean stop would re-deliver the batch.
-        with anyio.CancelScope(shield=True):
+        try:
+            rejected: list[Rejected] = []
+            if docs:
+                rejected = await self._send_all(OutBatch(docs, stamps))
+                self._metrics.batch_events.observe(len(docs))
+                self._metrics.batch_bytes.observe(nbytes)
+                self._metrics.batches.labels("delivered" if not rejected else "partial").inc()
             await self._commit(chunks, docs, rejected)
-        self.in_flight = 0
-        self._budget.release(len(docs), nbytes)
+        finally:
+            # Whatever happened (committed, cancelled at shutdown, or failing
+            # for good): this memory is no longer held by the lane.
+            self.in_flight = 0
+            self._budget.release(len(docs), nbytes)
         self._health.confirmed()
 
     async def _commit(self, chunks: list[Chunk], docs: list[Doc], rejected: list[Rejected]) -> None:
+        """Write the checkpoints of a confirmed batch with its dead letters, in
+        one transaction, retrying a retriable refusal (never dropping it)."""
         dead_per: dict[StreamKey, int] = {}
         dead_rows: list[DeadLetter] = []
         if rejected:
@@ -175,13 +227,17 @@ class Lane:
             for r in rejected:
                 key, ts = owners[r.index]
                 doc = docs[r.index]
-                event = doc_fields(doc).get("event")
-                eid = str(event.get("id", "")) if isinstance(event, dict) else ""
                 dead_rows.append(
-                    DeadLetter(key, eid, ts, dumps_doc(doc), r.status, r.detail[:2000])
+                    DeadLetter(
+                        key,
+                        _event_id(doc),
+                        ts,
+                        dead_letter_document(doc),
+                        r.status,
+                        r.detail[:2000],
+                    )
                 )
                 dead_per[key] = dead_per.get(key, 0) + 1
-                self._metrics.events_failed.labels(key.group).inc()
         last: dict[StreamKey, Chunk] = {}
         counts: dict[StreamKey, int] = {}
         for c in chunks:
@@ -193,24 +249,84 @@ class Lane:
             Commit(k, c.checkpoint_after(), counts[k] - dead_per.get(k, 0), dead_per.get(k, 0))
             for k, c in last.items()
         ]
-        with anyio.fail_after(60):
-            await self._store.commit(commits, [d for d in dead_rows if d.key in last])
+        dead = [d for d in dead_rows if d.key in last]
+        started = self._clock()
+        attempt = 0
+        while True:
+            try:
+                # Confirmed: the checkpoint must be written even if a shutdown
+                # deadline fires, or a clean stop would re-deliver the batch.
+                with anyio.CancelScope(shield=True), anyio.fail_after(60):
+                    await self._store.commit(commits, dead)
+                break
+            except LeaseLost:
+                raise
+            except StoreError as exc:
+                attempt += 1
+                failing_s = self._clock() - started
+                if not exc.retriable or failing_s >= COMMIT_RETRY_S:
+                    raise StoreError(
+                        f"checkpoint commit failed ({attempt} attempt(s) in "
+                        f"{failing_s:.0f}s): {exc}"
+                    ) from exc
+                self._health.store_error = str(exc)
+                if attempt in (1, 3) or attempt % 10 == 0:
+                    log.warning(
+                        "checkpoint commit failed; retrying (the batch is kept)",
+                        extra={"error": str(exc), "attempt": attempt, "lane": self.index},
+                    )
+                # Not shielded: a shutdown may give up here; the checkpoint did
+                # not move, so the batch is read and sent again (no loss).
+                await self._sleep(backoff_s(attempt, cap=COMMIT_BACKOFF_CAP_S))
+        if attempt:
+            self._health.store_error = None
+            log.info("checkpoint commit succeeded again", extra={"attempts": attempt + 1})
+        for key, k in dead_per.items():
+            self._metrics.events_failed.labels(key.group).inc(k)
         self._on_committed(chunks, dead_per)
 
     async def _send_all(self, batch: OutBatch) -> list[Rejected]:
         """Deliver ``batch`` in order until every event is confirmed or
         refused for good. Returns the refused ones (indexes into ``batch``)."""
+        refusals = 0
+        while True:
+            rejected = await self._send_once(batch)
+            if not self._refused_alike(batch, rejected):
+                return rejected
+            # Every event refused with the same answer: the sink (its URL,
+            # index, pipeline) is the problem, not the events. Nothing is
+            # dead-lettered; the whole batch is tried again, slowly.
+            first = rejected[0]
+            self._refusing = (first.status, first.detail)
+            self._health.sink_refusing = _describe_refusal(first.status, first.detail)
+            log.error(
+                "sink refuses every event of a batch the same way; not dead-lettering, "
+                "retrying slowly (check CWC_SINK_URL and the sink)",
+                extra={"status": first.status, "detail": first.detail[:300], "lane": self.index},
+            )
+            refusals += 1
+            await self._sleep(auth_backoff_s(refusals))
+
+    def _refused_alike(self, batch: OutBatch, rejected: list[Rejected]) -> bool:
+        if len(batch) < 2 or len(rejected) < len(batch):
+            return False
+        first = rejected[0]
+        return all(r.status == first.status and r.detail == first.detail for r in rejected)
+
+    async def _send_once(self, batch: OutBatch) -> list[Rejected]:
         work: deque[Sequence[int]] = deque([range(len(batch))])
         rejected: list[Rejected] = []
         attempt = 0
+        refused = 0  # refusals of the whole request (credentials, URL): logged sparsely
         while work:
             idx = work[0]
             sub = batch if len(idx) == len(batch) else batch.pick(idx)
             if attempt:
                 self._metrics.events_retried.inc(len(idx))
-            started = time.monotonic()
+            await self._guard()
+            started = self._clock()
             res = await self._sink.send(sub)
-            self._metrics.sink_latency.observe(time.monotonic() - started)
+            self._metrics.sink_latency.observe(max(0.0, self._clock() - started))
             self._metrics.sink_responses.labels(str(res.status or 0)).inc()
             if res.items is not None:
                 work.popleft()
@@ -219,28 +335,44 @@ class Lane:
                     work.appendleft(again)
                     attempt += 1
                     self._failing(res, attempt)
-                    await anyio.sleep(backoff_s(attempt, retry_after=res.retry_after_s))
+                    await self._sleep(backoff_s(attempt, retry_after=res.retry_after_s))
                 else:
                     attempt = 0
+                    self._sink_answered()
                 continue
             outcome = res.outcome
             if outcome is Outcome.OK:
                 work.popleft()
                 attempt = 0
                 self._last_status = -1
+                self._sink_answered()
             elif outcome is Outcome.RETRY:
                 attempt += 1
                 self._failing(res, attempt)
-                await anyio.sleep(backoff_s(attempt, retry_after=res.retry_after_s))
+                await self._sleep(backoff_s(attempt, retry_after=res.retry_after_s))
             elif outcome is Outcome.AUTH:
                 attempt += 1
+                refused += 1
                 self._health.auth_error = _describe(res)
-                log.error(
-                    "sink rejects the credentials; not advancing, retrying slowly "
-                    "(check CWC_SINK_TOKEN / the URL's user:password)",
-                    extra={"status": res.status, "attempt": attempt, "lane": self.index},
-                )
-                await anyio.sleep(auth_backoff_s(attempt))
+                if refused in (1, 3) or refused % 10 == 0:
+                    log.error(
+                        "sink rejects the credentials; not advancing, retrying slowly "
+                        "(check CWC_SINK_TOKEN / the URL's user:password)",
+                        extra={"status": res.status, "attempt": attempt, "lane": self.index},
+                    )
+                await self._sleep(auth_backoff_s(attempt))
+            elif outcome is Outcome.POISON and self._sink_wide(res):
+                attempt += 1
+                refused += 1
+                self._refusing = (res.status, res.detail)
+                self._health.sink_refusing = _describe_refusal(res.status, res.detail)
+                if refused in (1, 3) or refused % 10 == 0:
+                    log.error(
+                        "sink refuses the request itself, not an event; not dead-lettering, "
+                        "retrying slowly (check CWC_SINK_URL and the sink)",
+                        extra={"status": res.status, "attempt": attempt, "lane": self.index},
+                    )
+                await self._sleep(auth_backoff_s(attempt))
             else:  # TOO_LARGE or POISON: split / bisect down to the events refused
                 work.popleft()
                 if len(idx) == 1:
@@ -254,6 +386,20 @@ class Lane:
                     work.appendleft(idx[half:])
                     work.appendleft(idx[:half])
         return rejected
+
+    def _sink_wide(self, res: SendResult) -> bool:
+        """A whole-request refusal that says nothing about the events: a
+        request-level status, or the same answer that already refused every
+        event of an earlier batch."""
+        if res.status in SINK_WIDE_STATUSES:
+            return True
+        return self._refusing is not None and self._refusing == (res.status, res.detail)
+
+    def _sink_answered(self) -> None:
+        """A request was accepted (wholly or in part): no sink-wide refusal."""
+        if self._refusing is not None:
+            self._refusing = None
+            self._health.sink_refusing = None
 
     def _per_item(self, idx: Sequence[int], res: SendResult, rejected: list[Rejected]) -> list[int]:
         assert res.items is not None
@@ -290,6 +436,42 @@ def _describe(res: SendResult) -> str:
     if res.status is None or detail.startswith(f"HTTP {res.status}"):
         return detail
     return f"HTTP {res.status}: {detail}"
+
+
+def _describe_refusal(status: int | None, detail: str) -> str:
+    text = detail[:200]
+    if status is not None and not text.startswith(f"HTTP {status}"):
+        text = f"HTTP {status}: {text}"
+    return text
+
+
+def _event_id(doc: Doc) -> str:
+    """The document's ``event.id`` for the dead-letter row; "" when the
+    document cannot even be read back (it is stored whole anyway)."""
+    try:
+        fields: object = doc_fields(doc)
+    except ValueError:  # orjson refuses a lone surrogate escape; json reads it
+        try:
+            fields = json.loads(doc) if isinstance(doc, bytes) else None
+        except ValueError:
+            return ""
+    event = fields.get("event") if isinstance(fields, dict) else None
+    return str(event.get("id", "")) if isinstance(event, dict) else ""
+
+
+def dead_letter_document(doc: Doc) -> bytes:
+    """The document as stored in the dead-letter table. Never raises: one
+    that orjson cannot encode (an integer beyond 64 bits, a lone surrogate)
+    is written by the standard library's encoder (ASCII JSON, every number
+    exact), and as a last resort as its ``repr``."""
+    try:
+        return dumps_doc(doc)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return json.dumps(doc, default=repr).encode("ascii")
+    except (TypeError, ValueError, RecursionError):
+        return repr(doc).encode("utf-8", "backslashreplace")
 
 
 def _owners(chunks: list[Chunk]) -> list[tuple[StreamKey, int]]:

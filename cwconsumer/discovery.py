@@ -37,6 +37,7 @@ when the group was first seen (documented re-delivery, same ``event.id``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -101,6 +102,11 @@ class Discovery:
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
         self._pruned_ms = _now_ms()
+        # Every stream found during this process gets a generation never used
+        # before (those loaded from the store have 0): a chunk read from a
+        # deleted incarnation (stream or whole group created again) can never
+        # pass for one of the new incarnation and commit over its checkpoint.
+        self._generations = itertools.count(1)
         self.cycles = 0
         self.pages: dict[str, int] = {}  # DescribeLogStreams pages per group, all time
         self.deep_walks = 0
@@ -322,7 +328,7 @@ class Discovery:
                     )
                 self._schedule.cancel(st)
                 self._reg.set_state(st, State.DELETED)  # terminal: a worker drops it
-                gen = st.generation + 1
+                gen = next(self._generations)
                 self._reg.remove(key)
                 self._recreated.add(key)
                 new_rows.append(self._new_stream(key, None, created, last_event, last_ingest, gen))
@@ -334,7 +340,8 @@ class Discovery:
             start = group.start_time_ms if existed_at_first_sight else None
             if not self._worth_recording(group, start, created, last_event, now):
                 return
-            new_rows.append(self._new_stream(key, start, created, last_event, last_ingest, 0))
+            gen = next(self._generations)
+            new_rows.append(self._new_stream(key, start, created, last_event, last_ingest, gen))
             return
         changed = False
         if last_event is not None and last_event != st.last_event_seen_ms:

@@ -2,16 +2,20 @@
 
     CwcError                      root; ``retriable`` says whether trying again may help
     ├── ConfigError               bad configuration or usage (exit status 2); carries every problem
-    ├── StoreError                the SQLite database
+    ├── StoreError                the SQLite database (``retriable``: locked, busy, full, I/O)
     │   ├── StoreLocked           the lease is held by another live ``run``
     │   ├── LeaseLost             another process took the lease (fencing refused a write)
-    │   └── SchemaTooNew          the database was written by a newer cwconsumer
+    │   ├── SchemaTooNew          the database was written by a newer cwconsumer
+    │   └── StoreGone             the database file was removed or replaced under us
     ├── AwsError                  a CloudWatch Logs call failed (botocore errors translated)
     │   ├── Throttled             ThrottlingException / ServiceUnavailable / 5xx  (retriable)
     │   ├── NotFound              ResourceNotFoundException: stream or group deleted
     │   ├── TokenRejected         InvalidParameterException on a stored forward token
     │   └── AccessDenied          credentials missing or not permitted
-    └── SinkError                 the HTTP sink (aiohttp errors translated)
+    ├── SinkError                 the HTTP sink (aiohttp errors translated)
+    └── StageFailed               a stage holding events failed unexpectedly: the
+                                  process exits 1 (crash-only; checkpoints make
+                                  the restart safe)
 
 Errors from botocore, aiohttp and sqlite3 are translated at the edge modules
 (``aws.py``, ``sinks/http.py``, ``store.py``) with ``raise Mapped(...) from exc``.
@@ -55,6 +59,11 @@ class SchemaTooNew(StoreError):
     """The database was migrated by a newer cwconsumer than this one."""
 
 
+class StoreGone(StoreError):
+    """The database file at the configured path is no longer the one open
+    (removed, or replaced): writes would go to a deleted file."""
+
+
 class AwsError(CwcError):
     """A CloudWatch Logs call failed."""
 
@@ -85,3 +94,11 @@ class SinkError(CwcError):
     """The sink could not be reached or answered in a way we cannot use."""
 
     retriable = True
+
+
+class StageFailed(CwcError):
+    """A stage that holds events (a lane, a reader) raised unexpectedly.
+
+    Never restarted in place: its events could be lost with it. The process
+    stops with exit status 1 and this cause; the restart reads again from the
+    checkpoints."""

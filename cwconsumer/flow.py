@@ -6,16 +6,22 @@ wait instead of growing the buffer. :class:`Channel` is a bounded FIFO whose
 *waiting* is separate from *taking*: a lane can wait for data with a deadline
 and then take it without any risk of an item being lost to a cancellation
 (anyio's ``receive()`` under ``move_on_after`` can drop an item handed over
-in the same instant the deadline fires).
+in the same instant the deadline fires). :class:`Router` hands chunks to the
+lanes without ever making a reader wait for one lane: a stream whose lane is
+full is parked until that lane has room, so a stuck lane holds its own
+streams, never the workers every other lane needs.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
+
+from cwconsumer.model import Chunk, StreamKey
+from cwconsumer.streams import Schedule, StreamState
 
 T = TypeVar("T")
 
@@ -111,6 +117,8 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.on_room: Callable[[], None] | None = None
+        """Called when a take leaves room (see :class:`Router`)."""
         self._items: deque[T] = deque()
         self._closed = False
         self._readable = anyio.Event()
@@ -129,6 +137,20 @@ class Channel(Generic[T]):
         while len(self._items) >= self.capacity and not self._closed:
             event = self._writable
             await event.wait()
+        if self._closed:
+            raise ChannelClosed
+        self._items.append(item)
+        self._readable.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.capacity
+
+    def push(self, item: T) -> None:
+        """Append without waiting, even past ``capacity`` (the memory budget,
+        not the channel, bounds what is held; readers look at :attr:`full`
+        before they read for a lane, so this overshoots by at most one page
+        per reader)."""
         if self._closed:
             raise ChannelClosed
         self._items.append(item)
@@ -169,7 +191,60 @@ class Channel(Generic[T]):
             self._readable = anyio.Event()
         self._writable.set()
         self._writable = anyio.Event()
+        if self.on_room is not None and len(self._items) < self.capacity:
+            self.on_room()
 
     def drained(self) -> bool:
         """Closed and empty: the consumer has nothing more to do."""
         return self._closed and not self._items
+
+
+class Router:
+    """Chunks to lane channels by stream (``lane_for``), never waiting.
+
+    Readers ask :meth:`ready` before reading a stream; when its lane's
+    channel is full the stream is :meth:`park`-ed (held here, not in the
+    schedule, not by a worker) and put back in the schedule as soon as that
+    lane takes a chunk. :meth:`push` never waits either: a reader that found
+    room may overshoot the channel by its one page; the memory budget bounds
+    the total. Parked streams are at most the streams of the lane.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[Channel[Chunk]],
+        schedule: Schedule,
+        lane_for: Callable[[StreamKey], int],
+    ) -> None:
+        self._channels = channels
+        self._schedule = schedule
+        self._lane_for = lane_for
+        self._parked: list[dict[StreamKey, StreamState]] = [{} for _ in channels]
+        for i, ch in enumerate(channels):
+            ch.on_room = self._unparker(i)
+
+    def ready(self, st: StreamState) -> bool:
+        return not self._channels[self._lane_for(st.key)].full
+
+    def park(self, st: StreamState) -> None:
+        lane = self._lane_for(st.key)
+        if not self._channels[lane].full:  # room came meanwhile
+            self._schedule.add(st)
+        else:
+            self._parked[lane][st.key] = st
+
+    def push(self, chunk: Chunk) -> None:
+        self._channels[self._lane_for(chunk.key)].push(chunk)
+
+    def parked(self) -> int:
+        return sum(len(p) for p in self._parked)
+
+    def _unparker(self, lane: int) -> Callable[[], None]:
+        def unpark() -> None:
+            parked = self._parked[lane]
+            if parked:
+                self._parked[lane] = {}
+                for st in parked.values():
+                    self._schedule.add(st)
+
+        return unpark

@@ -8,6 +8,14 @@ Unhealthy (503) when:
 - events are pending and nothing was confirmed for ``CWC_STALL_TIMEOUT``
   ("stalled"), whatever the reason (sink down, hanging, refusing);
 - the sink rejects our credentials (401/403), at once: retrying will not fix it;
+- the sink refuses the requests themselves (a 404 for a wrong path, or every
+  event of a batch refused with the same answer), at once: nothing is
+  dead-lettered for that, the lanes retry slowly until the sink is fixed;
+- the checkpoint database refuses a commit (locked, full, I/O error) while
+  the lane retries it;
+- CloudWatch Logs calls of one kind have all failed for longer than
+  ``CWC_STALL_TIMEOUT`` (nothing read means nothing pending, so the stall
+  rule alone would never see an unreachable CloudWatch);
 - a supervised task failed within the last :data:`TASK_FAILURE_WINDOW_S`
   (it is restarted; one that keeps failing keeps the verdict at 503).
 
@@ -58,13 +66,24 @@ class Health:
     failed_tasks: dict[str, TaskFailure] = field(default_factory=dict)
     holder: str | None = None  # who holds the lease while we stand by
     aws_denied: dict[str, float] = field(default_factory=dict)  # operation -> last denial
+    sink_refusing: str | None = None  # the sink refuses requests, not events
+    store_error: str | None = None  # a checkpoint commit is being retried
+    # operation -> (first failure since its last success, last failure)
+    aws_failing: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def aws_call(self, operation: str, outcome: str) -> None:
         """Every CloudWatch Logs call's outcome. AWS refusing our credentials or
         permissions keeps a reason in /healthz until TASK_FAILURE_WINDOW_S after
-        the last refusal: up but not reading is not healthy."""
+        the last refusal: up but not reading is not healthy. Any other failure
+        counts from the first one after the operation's last success."""
+        now = time.monotonic()
+        if outcome == "ok":
+            self.aws_failing.pop(operation, None)
+            return
         if outcome == "denied":
-            self.aws_denied[operation] = time.monotonic()
+            self.aws_denied[operation] = now
+        first, _ = self.aws_failing.get(operation, (now, now))
+        self.aws_failing[operation] = (first, now)
 
     def confirmed(self) -> None:
         """The sink confirmed a batch (every lane calls this after a commit)."""
@@ -120,6 +139,22 @@ class Health:
                 )
         if self.auth_error:
             reasons.append(f"sink rejects the credentials: {self.auth_error}")
+        if self.sink_refusing:
+            reasons.append(
+                "sink refuses the requests, not single events (nothing dead-lettered; "
+                f"retrying slowly; check CWC_SINK_URL and the sink): {self.sink_refusing}"
+            )
+        if self.store_error:
+            reasons.append(f"checkpoint database refuses a commit (retrying): {self.store_error}")
+        for op, (first, last) in sorted(self.aws_failing.items()):
+            failing = now - first
+            if now - last > self.stall_timeout_s:
+                del self.aws_failing[op]  # not called since: nothing to say
+            elif failing > self.stall_timeout_s:
+                reasons.append(
+                    f"CloudWatch Logs {op}: every call failed for {failing:.0f}s "
+                    f"(CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
+                )
         for name, failure in sorted(self.failed_tasks.items()):
             reasons.append(
                 f"task {name} failed {now - failure.at_mono:.0f}s ago "

@@ -27,6 +27,8 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
+from cwconsumer.secrets import SENSITIVE_NAME, SENSITIVE_WORDS, url_secrets
+
 if TYPE_CHECKING:
     from cwconsumer.config import Config
 
@@ -41,11 +43,12 @@ _SCHEME_CREDENTIAL = re.compile(
     r"(?![A-Za-z][a-z]{0,14}\b)"
     r"((?=[A-Za-z0-9._~-]*[0-9+/=])[A-Za-z0-9._~+/=-]{8,}|[A-Za-z0-9._~+/=-]{16,})"
 )
+# ``name=value`` / ``"name": "value"`` in free text, for every name the one
+# sensitive-name pattern (cwconsumer.secrets) recognises.
 _KEY_VALUE = re.compile(
-    r"(?i)\b(authorization|password|passwd|secret|api[_-]?key|access[_-]?token|token)"
+    r"(?i)\b([A-Za-z0-9_-]*(?:" + "|".join(SENSITIVE_WORDS) + r")[A-Za-z0-9_-]*)"
     r"([\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:Bearer|Basic|Splunk|Token)\b)([^\s\"',;&]{6,})"
 )
-_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|pass|cookie|signature", re.IGNORECASE)
 _AWS_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
@@ -95,7 +98,8 @@ def secrets_of(cfg: Config) -> list[str]:
         out.append(base64.b64encode(pair).decode())
     if cfg.sink_token:
         out.append(cfg.sink_token.get())
-    out.extend(v for k, v in cfg.sink_headers if _SENSITIVE_HEADER.search(k))
+    out.extend(v for k, v in cfg.sink_headers if SENSITIVE_NAME.search(k))
+    out.extend(url_secrets(cfg.sink_url))  # every query value of the sink URL
     out.extend(aws_secrets())
     return out
 

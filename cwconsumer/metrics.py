@@ -78,7 +78,10 @@ class GroupLag:
 
 def ingested_ms(doc: Doc) -> int | None:
     """The ``event.ingested`` time of a shipped document, in epoch ms."""
-    event = doc_fields(doc).get("event")
+    try:
+        event = doc_fields(doc).get("event")
+    except ValueError:  # orjson cannot read it back (a lone surrogate escape)
+        return None
     text = event.get("ingested") if isinstance(event, dict) else None
     if not isinstance(text, str):
         return None

@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 
 DEPARTURE_WINDOW_S = 1.03
 """At most ``ceil(rate)`` requests leave within any window this long: one
@@ -29,6 +31,14 @@ second plus a margin for what still varies after departure (the network, the
 server's own scheduling and clock). 30 ms of margin costs 3 % of the rate
 when there is a backlog; 20 ms proved too little on a loaded machine (a
 server counted 26 calls in one second at rate 25)."""
+
+
+@dataclass(slots=True)
+class _Departure:
+    at: float
+    """When it was let go, or when it is due while it waits."""
+    done: bool = False
+    """Let go, or given up (cancelled while held): no longer ahead of anyone."""
 
 
 class AdaptiveRate:
@@ -41,9 +51,9 @@ class AdaptiveRate:
         self._next_slot = 0.0
         self._last_cut = -1e9
         self._last_update = time.monotonic()
-        # [when it left], or when it is due while it waits; the oldest are
+        # The requests let go (or waiting) in order of arrival; the oldest are
         # dropped as they fall out of the window, counted in _gone.
-        self._departures: deque[list[float]] = deque()
+        self._departures: deque[_Departure] = deque()
         self._gone = 0
         self.throttles = 0
 
@@ -82,29 +92,39 @@ class AdaptiveRate:
         a second apart."""
         left = self._departures
         now = time.monotonic()
-        while left and now - left[0][0] >= DEPARTURE_WINDOW_S:
+        while left and now - left[0].at >= DEPARTURE_WINDOW_S:
             left.popleft()
             self._gone += 1
-        mine = [now]
+        mine = _Departure(now)
         seq = self._gone + len(left)  # this request's place, counting every one before it
         left.append(mine)
-        while True:
-            i = seq - self._gone  # its index now (older ones are dropped meanwhile)
-            at = now
-            if i > 0:
-                at = max(at, left[i - 1][0])  # in order of arrival
-            cap = max(1, math.ceil(self.rate - 1e-9))
-            if i >= cap:
-                at = max(at, left[i - cap][0] + DEPARTURE_WINDOW_S)
-            if at <= now:
-                break
-            mine[0] = at
-            # Looked at again on waking: one ahead may have been let go later
-            # than it was due, and this one must then keep its distance.
-            await anyio.sleep(at - now)
-            now = time.monotonic()
-        mine[0] = now
-        return now
+        try:
+            while True:
+                i = seq - self._gone  # its index now (older ones are dropped meanwhile)
+                at = now
+                if i > 0:
+                    at = max(at, left[i - 1].at)  # in order of arrival
+                cap = max(1, math.ceil(self.rate - 1e-9))
+                if i >= cap:
+                    at = max(at, left[i - cap].at + DEPARTURE_WINDOW_S)
+                if at <= now:
+                    if i > 0 and not left[i - 1].done:
+                        # Due, but the one ahead is not let go yet: requests
+                        # woken at the same instant resume in no set order,
+                        # and first come must leave first.
+                        await anyio.lowlevel.checkpoint()
+                        now = time.monotonic()
+                        continue
+                    break
+                mine.at = at
+                # Looked at again on waking: one ahead may have been let go later
+                # than it was due, and this one must then keep its distance.
+                await anyio.sleep(at - now)
+                now = time.monotonic()
+            mine.at = now
+            return now
+        finally:
+            mine.done = True
 
     def on_throttle(self) -> bool:
         """Record a throttling answer; returns True when the rate was cut."""

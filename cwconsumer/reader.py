@@ -49,6 +49,8 @@ class Reader:
         quiet_poll_interval_s: float | None = None,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
         on_state: Callable[[StreamState, State], None] = lambda st, old: None,
+        ready: Callable[[StreamState], bool] = lambda st: True,
+        park: Callable[[StreamState], None] = lambda st: None,
     ) -> None:
         self._logs = logs
         self._schedule = schedule
@@ -61,6 +63,8 @@ class Reader:
         self._quiet_max_s = max(poll_interval_s, quiet_poll_interval_s or poll_interval_s)
         self._on_read = on_read
         self._on_state = on_state
+        self._ready = ready
+        self._park = park
 
     async def worker(self) -> None:
         """Runs until cancelled. Memory first, then a stream: a worker never
@@ -74,6 +78,13 @@ class Reader:
             # chosen a second earlier.
             await self._logs.pace("GetLogEvents")
             st = await self._schedule.take()
+            if not self._ready(st):
+                # Its lane is full (a slow or stuck sink lane): park it until
+                # the lane has room and serve other lanes' streams meanwhile;
+                # waiting here would let one lane capture every worker.
+                st.busy = False
+                self._park(st)
+                continue
             reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
             if not reserved:  # another worker took the room meanwhile
                 self._schedule.put_back(st)
@@ -119,10 +130,12 @@ class Reader:
         try:
             await self._route(chunk)
         except BaseException:
-            # Not handed over (shutdown): give the memory back; the checkpoint
-            # never covered these events, so they are read again next time.
+            # Not handed over (shutdown, or a failure): give the memory back
+            # and the read position too; the checkpoint never covered these
+            # events, so they are read again.
             self._budget.release(len(chunk.docs), chunk.nbytes)
             st.pending_events -= len(chunk.docs)
+            st.read_pos = pos
             raise
         st.tier = Tier.HOT
         if events:

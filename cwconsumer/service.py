@@ -16,6 +16,16 @@
 Shutdown: stop fetching; close the lane channels; lanes deliver what they
 hold within ``CWC_SHUTDOWN_TIMEOUT``; checkpoints are written after each
 confirmation (shielded), so whatever was confirmed is never re-delivered.
+
+Crash-only: a stage that holds events (a lane, a reader) is never restarted
+in place. An unexpected exception in one stops the whole process with exit
+status 1 and the cause on the last log line; the orchestrator starts it again
+and the checkpoints (which never pass an unconfirmed event) make that safe.
+Stages without events (discovery, the metrics reporter) are restarted after a
+back-off and reported in ``/healthz`` meanwhile. The heartbeat stops the
+process when the lease is lost, when the database file is removed or replaced,
+on a database error that is not retriable, or after retriable ones for longer
+than the lease TTL.
 """
 
 from __future__ import annotations
@@ -44,8 +54,8 @@ from cwconsumer.config import Config
 from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
-from cwconsumer.errors import LeaseLost, StoreError
-from cwconsumer.flow import Budget
+from cwconsumer.errors import CwcError, LeaseLost, StageFailed, StoreError
+from cwconsumer.flow import Budget, Router
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.model import Chunk, StreamKey
@@ -77,11 +87,18 @@ class Service:
         self.admin_port: int | None = None
         self.started_at = time.time()
         self.discovery: Discovery | None = None
+        self.stuck_database = False
+        """The database connection could not be closed: the caller must end
+        the process without waiting for aiosqlite's (non-daemon) thread."""
 
     # -- entry point ----------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
+        # A fatal signal (SIGBUS when SQLite's shared-memory file goes away,
+        # SIGSEGV) writes its cause and every thread's stack to stderr first.
+        if not faulthandler.is_enabled():
+            faulthandler.enable(all_threads=True)
         store = self._store = await Store.open(cfg.db_path, cfg.db_journal_mode)
         log.info(
             "starting",
@@ -112,18 +129,27 @@ class Service:
                     self.admin_port = await root.start(admin.serve)
                     log.info("admin server listening", extra={"port": self.admin_port})
                 reporter = Reporter(self.metrics, self.refresh_metrics, emf=cfg.emf_metrics)
-                root.start_soon(self._supervised, "reporter", reporter.run)
+                root.start_soon(self._restarted, "reporter", reporter.run)
                 task_status.started()
                 if await self._acquire_lease(store):
                     await self._pipeline(store)
                 root.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):
-                await store.release_lease()
-            # Always, even if the above overran: aiosqlite's worker thread is
-            # not a daemon, and an open connection would keep the process alive.
-            with anyio.move_on_after(5, shield=True):
+                try:
+                    await store.release_lease()
+                except CwcError as exc:  # the database may be why we stop
+                    log.warning("could not release the lease", extra={"error": str(exc)})
+            # Always, even if the above failed or overran: aiosqlite's worker
+            # thread is not a daemon, and an open connection would keep the
+            # process alive.
+            with anyio.move_on_after(5, shield=True) as closing:
                 await store.aclose()
+            if closing.cancelled_caught:
+                # Its thread is stuck in a statement (a stalled file system):
+                # the process could not end. Nothing unconfirmed is lost by
+                # ending it: checkpoints only ever follow confirmations.
+                self.stuck_database = True
         log.info("stopped")
 
     def stop(self) -> None:
@@ -181,19 +207,48 @@ class Service:
         return False
 
     async def _heartbeat(self, store: Store) -> None:
+        """Renew the lease and check the database file is still ours. Stops
+        the process (raises) on a lost lease, a removed or replaced file, a
+        database error that is not retriable, or retriable ones lasting
+        longer than the lease TTL (another process may take over by then)."""
         failures = 0
+        failing_since: float | None = None
         while True:
             await anyio.sleep(self.cfg.lease_heartbeat_s)
             try:
+                store.check_file()
                 await store.heartbeat(_now_ms())
-                failures = 0
+                failures, failing_since = 0, None
             except LeaseLost:
                 raise
             except StoreError as exc:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
                 failures += 1
+                if not exc.retriable or now - failing_since >= self.cfg.lease_ttl_s:
+                    raise
                 log.warning(
                     "lease heartbeat failed", extra={"error": str(exc), "failures": failures}
                 )
+
+    async def _lease_guard(self) -> None:
+        """Before a lane sends: if the lease was not renewed recently (the
+        process was frozen, or the heartbeat is failing), prove it is still
+        ours now. Raises :class:`LeaseLost` when another process took it; a
+        retriable database error waits here (the heartbeat bounds how long)."""
+        store = self._store
+        if store is None:
+            return
+        while True:
+            try:
+                # Renewed within 1.5 heartbeats: nobody can have taken it (the
+                # TTL is more than two heartbeats).
+                await store.prove_lease(self.cfg.lease_heartbeat_s * 1.5)
+                return
+            except StoreError as exc:
+                if isinstance(exc, LeaseLost) or not exc.retriable:
+                    raise
+                await anyio.sleep(1.0)
 
     # -- pipeline -------------------------------------------------------------
 
@@ -232,14 +287,19 @@ class Service:
                 max_wait_s=cfg.batch_max_wait_s,
                 current=self._current,
                 on_committed=self._committed,
+                guard=self._lease_guard,
             )
             for i in range(n)
         ]
         lanes = self.lanes
 
+        # Never waits: a reader only reads a stream whose lane has room, so a
+        # stuck lane cannot hold every worker.
+        router = Router([lane.channel for lane in lanes], self.schedule, lambda k: lane_of(k, n))
+
         async def route(chunk: Chunk) -> None:
             self.metrics.in_flight.read(chunk)
-            await lanes[lane_of(chunk.key, n)].channel.put(chunk)
+            router.push(chunk)
 
         reader = Reader(
             logs,
@@ -253,6 +313,8 @@ class Service:
             quiet_poll_interval_s=cfg.quiet_poll_interval_s,
             on_read=self._read,
             on_state=reg.moved,
+            ready=router.ready,
+            park=router.park,
         )
         self.schedule.fade = reader.fade
         discovery = Discovery(
@@ -275,14 +337,14 @@ class Service:
         async def fetchers() -> None:
             with fetch_scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._supervised, "discovery", self._discovery_loop, discovery)
+                    tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
                     for i in range(cfg.workers):
-                        tg.start_soon(self._supervised, f"reader-{i}", reader.worker)
+                        tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
 
         async def run_lanes() -> None:
             async with anyio.create_task_group() as tg:
                 for lane in lanes:
-                    tg.start_soon(self._supervised, f"lane-{lane.index}", lane.run)
+                    tg.start_soon(self._crash_only, f"lane-{lane.index}", lane.run)
             lanes_done.set()
 
         async with anyio.create_task_group() as tg:
@@ -317,9 +379,25 @@ class Service:
             self.health.task_ok("discovery")
             await anyio.sleep(discovery.tick_s)
 
-    async def _supervised(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """Run a stage; if it fails unexpectedly, say so in /healthz and the
-        log, and restart it after a back-off. Cancellation passes through."""
+    async def _crash_only(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a stage that holds events. An unexpected exception is never
+        answered by a restart in place (the events it held would be gone
+        while the checkpoints move on): it stops the process, exit status 1,
+        with the cause. Cancellation and a lost lease pass through."""
+        try:
+            await fn(*args)
+        except (LeaseLost, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CwcError) else str(exc)
+            self.health.task_failed(name, cause)
+            log.exception("stage failed; stopping the process", extra={"task": name})
+            raise StageFailed(f"{name} failed: {cause}") from exc
+
+    async def _restarted(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a stage that holds no events (discovery, the reporter); if it
+        fails unexpectedly, say so in /healthz and the log, and restart it
+        after a back-off. Cancellation passes through."""
         failures = 0
         while True:
             try:
@@ -467,7 +545,9 @@ class Service:
                     "retrying": self.health.sink_error,
                     "attempt": self.health.sink_failures,
                     "credentials_rejected": self.health.auth_error,
+                    "refusing_requests": self.health.sink_refusing,
                 },
+                "database_error": self.health.store_error,
                 "schedule": {
                     "known_streams": len(reg),
                     "awake_streams": len(reg.awake),

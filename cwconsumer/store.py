@@ -3,16 +3,24 @@
 Every write made by a ``run`` is *fenced*: it happens in one ``BEGIN IMMEDIATE``
 transaction that first checks the lease still names this process and epoch, so
 a process that lost the lease (it stalled, another took over) can never move a
-checkpoint again. sqlite3 errors are translated here into :class:`StoreError`.
+checkpoint again.
+
+Every sqlite3 error is translated here, at the edge, into :class:`StoreError`
+with ``retriable`` set where trying again may help (``database is locked``,
+busy, ``database or disk is full``, I/O errors): the caller retries those
+within a bound and stops the process (exit 1, the cause logged) after it. A
+read-only or corrupt database is not retriable. No raw ``sqlite3`` exception
+leaves this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +28,41 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from cwconsumer.errors import LeaseLost, SchemaTooNew, StoreError
+from cwconsumer.errors import LeaseLost, SchemaTooNew, StoreError, StoreGone
 from cwconsumer.model import Checkpoint, StreamKey
 
 _NETWORK_FS = ("nfs", "nfs4", "efs", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "lustre")
 _MIGRATION_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
+_RETRIABLE = frozenset(
+    {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PROTOCOL"}
+)
+
+
+def translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
+    """The project's error for a sqlite3 one: ``retriable`` for the primary
+    result codes that can clear by themselves (locked/busy, disk full, I/O),
+    not for read-only, corrupt or not-a-database."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    primary = "_".join(name.split("_")[:2])
+    retriable = primary in _RETRIABLE or (not name and "locked" in str(exc))
+    return StoreError(f"{doing} {path}: {exc}", retriable=retriable)
+
+
+@contextlib.contextmanager
+def _edge(path: str, doing: str) -> Iterator[None]:
+    """Translate sqlite3 errors raised in the body (awaits included)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise translate(exc, path, doing) from exc
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def migrations_dir() -> Path:
@@ -172,6 +210,9 @@ class Store:
         self._lock = anyio.Lock()
         self._owner: str | None = None
         self._epoch = 0
+        self._file_id = _file_id(path)
+        self.renewed_mono = 0.0
+        """``time.monotonic()`` of the last write that proved the lease ours."""
 
     # -- opening -----------------------------------------------------------
 
@@ -198,7 +239,8 @@ class Store:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         store = cls(conn, path, mode)
         try:
-            await store._setup(migrate)
+            with _edge(path, "cannot open database"):
+                await store._setup(migrate)
         except BaseException:
             await conn.close()
             raise
@@ -265,8 +307,8 @@ class Store:
                 )
                 await self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                await self._db.execute("ROLLBACK")
-                raise StoreError(f"migration {name} failed on {self.path}: {exc}") from exc
+                await _rollback(self._db)
+                raise translate(exc, self.path, f"migration {name} failed on") from exc
 
     async def aclose(self) -> None:
         await self._db.close()
@@ -274,11 +316,12 @@ class Store:
     # -- lease -------------------------------------------------------------
 
     async def lease_info(self) -> LeaseInfo:
-        rows = list(
-            await self._db.execute_fetchall(
-                "SELECT owner, epoch, heartbeat_ms, host, pid FROM lease WHERE id = 1"
+        with _edge(self.path, "cannot read the lease in"):
+            rows = list(
+                await self._db.execute_fetchall(
+                    "SELECT owner, epoch, heartbeat_ms, host, pid FROM lease WHERE id = 1"
+                )
             )
-        )
         r = rows[0]
         return LeaseInfo(r[0], r[1], r[2], r[3], r[4])
 
@@ -289,29 +332,60 @@ class Store:
         ``ttl_ms``. Returns the new epoch, or None while another holds it."""
         async with self._lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                info = await self.lease_info()
-                if info.live(now_ms, ttl_ms) and info.owner != owner:
-                    await self._db.execute("ROLLBACK")
-                    return None
-                epoch = info.epoch + 1
-                await self._db.execute(
-                    "UPDATE lease SET owner = ?, epoch = ?, heartbeat_ms = ?, host = ?, pid = ? "
-                    "WHERE id = 1",
-                    (owner, epoch, now_ms, host, pid),
-                )
-                await self._db.execute("COMMIT")
+                with _edge(self.path, "cannot take the lease in"):
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    info = await self.lease_info()
+                    if info.live(now_ms, ttl_ms) and info.owner != owner:
+                        await self._db.execute("ROLLBACK")
+                        return None
+                    epoch = info.epoch + 1
+                    await self._db.execute(
+                        "UPDATE lease SET owner = ?, epoch = ?, heartbeat_ms = ?, host = ?, "
+                        "pid = ? WHERE id = 1",
+                        (owner, epoch, now_ms, host, pid),
+                    )
+                    await self._db.execute("COMMIT")
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await _rollback(self._db)
                 raise
         self._owner, self._epoch = owner, epoch
+        self.renewed_mono = time.monotonic()
         return epoch
 
     async def heartbeat(self, now_ms: int) -> None:
         """Renew the lease; raises :class:`LeaseLost` if another took it."""
+        started = time.monotonic()
         async with self._fenced() as db:
             await db.execute("UPDATE lease SET heartbeat_ms = ? WHERE id = 1", (now_ms,))
+        self.renewed_mono = started
+
+    async def prove_lease(self, fresh_s: float, now_ms: int | None = None) -> None:
+        """Before an action that must not happen without the lease (sending a
+        batch): if the lease was not renewed within ``fresh_s`` (the process
+        was frozen, or its heartbeat is failing), renew it now, which raises
+        :class:`LeaseLost` when another process took it meanwhile."""
+        if time.monotonic() - self.renewed_mono <= fresh_s:
+            return
+        await self.heartbeat(_now_ms() if now_ms is None else now_ms)
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreGone` when the path no longer names the open file
+        (its directory or file was removed or replaced: every later write would
+        go to a deleted file and a restart would start from an empty database),
+        and a not-retriable :class:`StoreError` when WAL's ``-shm`` file became
+        unwritable (SQLite would die of SIGBUS on its next use)."""
+        now = _file_id(self.path)
+        if self._file_id is not None and now != self._file_id:
+            what = "removed" if now is None else "replaced by another file"
+            raise StoreGone(
+                f"the database {self.path} was {what} while in use; stopping "
+                "(restore it or point CWC_DB_PATH at the right file)"
+            )
+        if self.journal_mode == "wal":
+            shm = self.path + "-shm"
+            if os.path.exists(shm) and not os.access(shm, os.W_OK):
+                raise StoreError(f"{shm} is no longer writable; stopping")
 
     async def release_lease(self) -> None:
         """Give the lease up at a clean stop so a standby takes over at once."""
@@ -322,7 +396,8 @@ class Store:
                 await db.execute("UPDATE lease SET owner = NULL, heartbeat_ms = 0 WHERE id = 1")
         except LeaseLost:
             pass
-        self._owner = None
+        finally:
+            self._owner = None
 
     def _fenced(self) -> _Fenced:
         if self._owner is None:
@@ -332,9 +407,10 @@ class Store:
     # -- groups and streams -------------------------------------------------
 
     async def load_groups(self) -> dict[str, GroupRow]:
-        rows = await self._db.execute_fetchall(
-            "SELECT name, first_seen_ms, start_time_ms, deleted_ms, walked_ms FROM groups"
-        )
+        with _edge(self.path, "cannot read"):
+            rows = await self._db.execute_fetchall(
+                "SELECT name, first_seen_ms, start_time_ms, deleted_ms, walked_ms FROM groups"
+            )
         return {r[0]: GroupRow(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     async def save_group_walked(self, name: str, walked_ms: int | None) -> None:
@@ -363,7 +439,8 @@ class Store:
         if group is not None:
             sql += " WHERE group_name = ?"
             args = (group,)
-        rows = await self._db.execute_fetchall(sql + " ORDER BY group_name, stream_name", args)
+        with _edge(self.path, "cannot read"):
+            rows = await self._db.execute_fetchall(sql + " ORDER BY group_name, stream_name", args)
         return [_stream_row(r) for r in rows]
 
     async def save_group(self, row: GroupRow) -> None:
@@ -512,10 +589,11 @@ class Store:
         ``run`` writes. Returns the number of rows changed."""
         async with self._lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                cur = await self._db.execute(sql, args)
-                count = cur.rowcount
-                await self._db.execute("COMMIT")
+                with _edge(self.path, "cannot write"):
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    cur = await self._db.execute(sql, args)
+                    count = cur.rowcount
+                    await self._db.execute("COMMIT")
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await _rollback(self._db)
@@ -523,7 +601,8 @@ class Store:
         return count
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+        with _edge(self.path, "cannot read"):
+            return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
 
 
 def _prepare_path(path: str, create: bool) -> str:
@@ -560,10 +639,11 @@ class _Fenced:
         await s._lock.acquire()
         try:
             try:
-                await s._db.execute("BEGIN IMMEDIATE")
-                rows = list(
-                    await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1")
-                )
+                with _edge(s.path, "cannot write"):
+                    await s._db.execute("BEGIN IMMEDIATE")
+                    rows = list(
+                        await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1")
+                    )
             except BaseException:
                 # Even when cancelled while BEGIN waits for the database lock,
                 # aiosqlite's thread still completes it: roll back (queued after
@@ -583,10 +663,10 @@ class _Fenced:
             raise
         return s._db
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         s = self._store
         try:
-            if exc_type is None:
+            if exc is None:
                 # Shielded: a cancellation here could leave the transaction open
                 # on the connection, and every later write would fail.
                 with anyio.CancelScope(shield=True):
@@ -594,10 +674,12 @@ class _Fenced:
                         await s._db.execute("COMMIT")
                     except sqlite3.Error as e:
                         await _rollback(s._db)
-                        raise StoreError(f"cannot write {s.path}: {e}") from e
+                        raise translate(e, s.path, "cannot write") from e
             else:
                 with anyio.CancelScope(shield=True):
                     await _rollback(s._db)
+                if isinstance(exc, sqlite3.Error):  # a statement of the body
+                    raise translate(exc, s.path, "cannot write") from exc
         finally:
             s._lock.release()
 

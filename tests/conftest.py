@@ -21,6 +21,40 @@ from tests.support.harness import run_env
 
 REGION = "us-east-1"
 
+# The suites that start the product (or another cwconsumer command) as a
+# subprocess are marked ``slow``: ``pytest -m "not slow"`` runs the fast tier
+# alone, CI runs everything. A test is also slow when it asks for a product.
+SUBPROCESS_SUITES = frozenset(
+    {
+        "test_admin",
+        "test_cli_config",
+        "test_crash",
+        "test_database",
+        "test_demo",
+        "test_discovery_walk",
+        "test_e2e",
+        "test_e2e_formats",
+        "test_failure_paths",
+        "test_fairness",
+        "test_faults_aws",
+        "test_health_aws",
+        "test_lease",
+        "test_logging",
+        "test_operator_cli",
+        "test_poison",
+    }
+)
+_PRODUCT_FIXTURES = frozenset({"make_product", "make_fake_product"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mod = getattr(item, "module", None)
+        module = mod.__name__.rsplit(".", 1)[-1] if mod is not None else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if module in SUBPROCESS_SUITES or fixtures & _PRODUCT_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
 
 class Moto:
     """moto in server mode over HTTP, with a synchronous botocore client for setup."""

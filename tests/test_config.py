@@ -430,11 +430,13 @@ def test_password_never_appears_in_problems(tmp_path: Path, url: str) -> None:
 
 
 def test_credential_query_values_are_redacted_for_display(tmp_path: Path) -> None:
-    url = "https://example.com/in?api_key=hunter2pw&env=prod"
+    # Every query value is masked for display (issue 14): a signed URL's
+    # parameters have names no list can hold (``?sig=``, ``?X-Amz-Signature=``).
+    url = "https://example.com/in?api_key=hunter2pw&env=prod&sig=c2lnbmVk"
     config = load_config(base_env(tmp_path, CWC_SINK_URL=url), now_ms=NOW_MS)
     assert config.sink_url == url
     assert "hunter2" not in repr(config)
-    assert config.redacted()["sink_url"] == "https://example.com/in?api_key=***&env=prod"
+    assert config.redacted()["sink_url"] == "https://example.com/in?api_key=***&env=***&sig=***"
 
 
 def test_secret_hides_itself() -> None:

@@ -12,6 +12,7 @@ run holds the lease.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -65,7 +66,8 @@ def role(admin: Admin) -> tuple[int, str] | None:
 def pair(
     fake: FakeCloudWatchLogs, sink: RecordingSink, make: Callable[..., Product]
 ) -> tuple[Product, Admin, Product, Admin]:
-    """Two runs on one database, each with its own admin port."""
+    """Two runs on one database, each with its own admin port; each names
+    itself in an ``X-Run`` header (``a``, ``b``) so the sink can tell them apart."""
     ports = free_port(), free_port()
     a, b = (
         make(
@@ -75,8 +77,9 @@ def pair(
             CWC_BATCH_MAX_EVENTS=str(BATCH),
             CWC_SINK_CONCURRENCY=str(LANES),
             CWC_ADMIN_ADDR=f"127.0.0.1:{port}",
+            CWC_SINK_HEADERS=json.dumps({"X-Run": run}),
         )
-        for port in ports
+        for port, run in zip(ports, "ab", strict=True)
     )
     return a, Admin(ports[0]), b, Admin(ports[1])
 
@@ -175,6 +178,7 @@ def test_a_stalled_holder_loses_the_lease_and_its_writes_are_fenced(
         wait_until(lambda: ACQUIRED_LOG in b.logs(), TTL_S + 3 * HEARTBEAT_S + 2, "take-over")
         n = len(sink.docs())
         wait_until(lambda: len(sink.docs()) > n + 200, 20, "the new holder delivering")
+        before_resume = len(sink.requests())
         os.kill(a.proc.pid, signal.SIGCONT)
         try:
             rc = a.proc.wait(20)
@@ -184,6 +188,11 @@ def test_a_stalled_holder_loses_the_lease_and_its_writes_are_fenced(
         w.stop()
     assert rc == 1, "the stalled holder must stop once it finds its lease taken"
     assert "this process stops writing" in a.logs()
+    # Issue 14, item 11: woken after losing its lease, it proves the lease
+    # before sending and sends nothing more (old code shipped one more batch
+    # per lane before its fenced commit failed).
+    late = [r for r in sink.requests()[before_resume:] if r.header("X-Run") == "a"]
+    assert late == [], f"the stalled holder sent {len(late)} request(s) after waking"
     wait_until(everything_arrived(sink, w), 30, "everything through the new holder")
     assert b.terminate() == 0
 

@@ -155,7 +155,10 @@ def _event_id(doc: Doc) -> str | None:
             raw = line[at : at + 32]
             if _HEX.issuperset(raw):
                 return raw.decode()
-    event = doc_fields(doc).get("event")
+    try:
+        event = doc_fields(doc).get("event")
+    except orjson.JSONDecodeError:
+        return None  # sent as it is; Elasticsearch says whether it takes it
     if isinstance(event, dict) and isinstance(event.get("id"), str):
         return str(event["id"])
     return None

@@ -18,6 +18,7 @@ import base64
 from typing import Protocol
 
 from cwconsumer.errors import ConfigError
+from cwconsumer.secrets import url_secrets
 from cwconsumer.sinks.base import Sink
 from cwconsumer.sinks.elasticsearch import ElasticsearchSink
 from cwconsumer.sinks.formats import PLAIN_FORMATS
@@ -106,7 +107,8 @@ def http_options(settings: SinkSettings) -> HttpOptions:
         gzip_level=settings.sink_gzip_level,
         ca_file=settings.sink_ca_file,
         max_request_bytes=settings.sink_max_request_bytes,
-        secrets=tuple(secrets),
+        # Every query value of the sink URL too: a signed URL's parameters.
+        secrets=(*secrets, *url_secrets(settings.sink_url)),
     )
 
 

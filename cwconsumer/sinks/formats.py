@@ -57,6 +57,20 @@ def dumps_each(docs: Sequence[Doc]) -> tuple[list[bytes], dict[int, str]]:
     return lines, bad
 
 
+def unreadable(docs: Sequence[Doc]) -> dict[int, str]:
+    """``{index: reason}`` for serialized documents that cannot be parsed back
+    (a lone surrogate escape such as ``\\ud800`` in a message): formats that
+    must read fields of each document refuse those as poison, never raise."""
+    bad: dict[int, str] = {}
+    for i, doc in enumerate(docs):
+        if type(doc) is bytes:
+            try:
+                orjson.loads(doc)
+            except orjson.JSONDecodeError as exc:
+                bad[i] = f"document cannot be read as JSON: {exc}"
+    return bad
+
+
 def join_ndjson(lines: Sequence[bytes]) -> bytes:
     """Newline-delimited JSON with a final newline."""
     if not lines:

@@ -14,7 +14,11 @@ Guarantees every request gets:
   factory chose (Basic, Bearer or Splunk), the operator's extra headers;
 - optional gzip (``Content-Encoding: gzip``) at the configured level;
 - no redirects followed: a 3xx means the URL is wrong, and is retried with a
-  detail saying so rather than silently turning a POST into a GET.
+  detail saying so rather than silently turning a POST into a GET;
+- a bounded answer: at most :data:`ANSWER_MAX_BYTES` of body (after
+  decompression) are read; a longer answer (a proxy's error page streamed for
+  ever, a misrouted download) is a transport failure, retried like one, and
+  never grows the process's memory.
 
 Answer classification for plain formats (:func:`classify_response`): 2xx OK;
 408, 429, 5xx, 3xx, connection errors and timeouts RETRY (with
@@ -36,7 +40,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import math
-import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +53,7 @@ import anyio.to_thread
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError, SinkError
 from cwconsumer.model import OutBatch
+from cwconsumer.secrets import SENSITIVE_NAME
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import PlainFormat, dumps_each
 
@@ -57,7 +61,10 @@ USER_AGENT = f"cwconsumer/{__version__}"
 DETAIL_BODY_CHARS = 500
 RETRY_AFTER_MAX_S = 3600.0
 _GZIP_IN_THREAD_BYTES = 256 * 1024
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|pass|cookie|signature", re.IGNORECASE)
+ANSWER_MAX_BYTES = 8 * 1024 * 1024
+"""The longest answer body read. Every format's useful answer is far smaller
+(an Elasticsearch bulk answer for 10,000 items with ``filter_path`` is well
+under 2 MiB); anything longer is treated as no answer."""
 _MASK = "***"
 
 
@@ -200,7 +207,7 @@ def _secret_values(options: HttpOptions) -> list[str]:
         _, _, credential = options.authorization.partition(" ")
         if credential:
             values.append(credential)
-    values.extend(v for k, v in options.headers if v and _SECRET_HEADER.search(k))
+    values.extend(v for k, v in options.headers if v and SENSITIVE_NAME.search(k))
     # Longest first so a value containing another is masked whole.
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
@@ -293,8 +300,19 @@ class HttpPoster:
                 async with session.request(
                     method, url, data=data, headers=request_headers, allow_redirects=False
                 ) as resp:
-                    payload = await resp.read()
+                    payload = await _read_bounded(resp, ANSWER_MAX_BYTES)
+                    if payload is None:
+                        # The rest is not read: the connection is closed, not reused.
+                        resp.close()
+                        raise SinkError(
+                            self.redact(
+                                f"{method} {url}: HTTP {resp.status} answer longer than "
+                                f"{ANSWER_MAX_BYTES} bytes; not read"
+                            )
+                        )
                     return Response(resp.status, resp.headers, payload)
+        except SinkError:
+            raise
         except TimeoutError as exc:
             raise SinkError(f"{method} {url}: no answer within {self.timeout_s:g} s") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -315,6 +333,18 @@ class HttpPoster:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The answer's body, or None when it is longer than ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in resp.content.iter_any():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
 
 
 class PosterSink:

@@ -31,7 +31,7 @@ import orjson
 
 from cwconsumer.model import OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
-from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
+from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each, unreadable
 from cwconsumer.sinks.http import (
     HttpPoster,
     PosterSink,
@@ -88,7 +88,10 @@ def encode_push(
     if bad:
         return b"", bad
     # Serialized documents are parsed once here, not once per field read.
-    docs = [doc_fields(d) for d in batch.docs]
+    try:
+        docs = [doc_fields(d) for d in batch.docs]
+    except orjson.JSONDecodeError:
+        return b"", unreadable(batch.docs)
     by_group: dict[str, list[int]] = {}
     for i, doc in enumerate(docs):
         group = _cloudwatch(doc).get("log_group")

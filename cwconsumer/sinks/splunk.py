@@ -38,7 +38,7 @@ import orjson
 
 from cwconsumer.model import Doc, OutBatch, doc_fields
 from cwconsumer.sinks.base import Outcome, SendResult
-from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each
+from cwconsumer.sinks.formats import JSON_CONTENT_TYPE, dumps_each, unreadable
 from cwconsumer.sinks.http import (
     HttpPoster,
     PosterSink,
@@ -220,10 +220,13 @@ class SplunkHecSink(PosterSink):
 
     def encode(self, batch: OutBatch) -> tuple[bytes, dict[int, str]]:
         """Concatenated envelopes, and the documents that cannot be encoded."""
-        envelopes = [
-            envelope(d, t, host=self.host, sourcetype=self.sourcetype, index=self.index)
-            for d, t in zip(batch.docs, batch.timestamps_ms, strict=True)
-        ]
+        try:
+            envelopes = [
+                envelope(d, t, host=self.host, sourcetype=self.sourcetype, index=self.index)
+                for d, t in zip(batch.docs, batch.timestamps_ms, strict=True)
+            ]
+        except orjson.JSONDecodeError:
+            return b"", unreadable(batch.docs)
         lines, bad = dumps_each(envelopes)
         return b"".join(lines), bad
 

@@ -658,6 +658,11 @@ class FakeCloudWatchLogs:
         with self._lock:
             self._garble_next += n
 
+    def stop_garbling(self) -> None:
+        """Answer GetLogEvents whole again (cancels every pending ``garble_next``)."""
+        with self._lock:
+            self._garble_next = 0
+
     def freeze_stream_stats(
         self,
         group: str,

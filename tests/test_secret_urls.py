@@ -1,0 +1,82 @@
+"""Secrets in the sink URL's query string (issue 14, item 14): a signed URL
+(``?signature=``, ``?sig=``, ``?key=``, ``?api_key=``, ``?token=``) must not
+reach logs, ``/healthz`` or ``/stats`` through an error text. One pattern
+decides which names are sensitive; every query value of the sink URL is
+treated as secret whatever its name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cwconsumer import config as config_module
+from cwconsumer import logs
+from cwconsumer.config import load_config
+from cwconsumer.model import OutBatch
+from cwconsumer.secrets import SENSITIVE_NAME, url_secrets
+from cwconsumer.sinks import http
+from cwconsumer.sinks.base import Outcome
+from cwconsumer.sinks.factory import build_sink
+from tests.support.harness import free_port
+
+SIGNED = {
+    "signature": "c2lnbmF0dXJlLXZhbHVl",
+    "sig": "Zm9vYmFyYmF6cXV4",
+    "key": "AKIAEXAMPLEKEY77",
+    "api_key": "apikey-0123456789",
+    "token": "tok_9f8e7d6c5b4a",
+    "X-Amz-Credential": "AKIA/20261206/us-east-1/s3/aws4_request",
+    "pipeline": "orders-pipeline-7",  # no sensitive name: still masked
+}
+
+
+def signed_url(port: int) -> str:
+    query = "&".join(f"{k}={v}" for k, v in SIGNED.items())
+    return f"http://127.0.0.1:{port}/ingest?{query}"
+
+
+def test_one_sensitive_name_pattern_is_used_everywhere() -> None:
+    assert config_module._SENSITIVE is SENSITIVE_NAME
+    assert not hasattr(http, "_SECRET_HEADER")
+    assert not hasattr(logs, "_SENSITIVE_HEADER")
+    for name in ("Authorization", "X-Api-Key", "X-Auth-Token", "Cookie", "X-Signature"):
+        assert SENSITIVE_NAME.search(name), name
+
+
+def test_every_query_value_is_a_secret() -> None:
+    found = url_secrets(signed_url(80) + "&v=1&fmt=json")
+    for value in SIGNED.values():
+        assert value in found
+    assert "json" not in found and "1" not in found  # too short to mask in every text
+
+
+async def test_a_sink_error_names_the_url_without_its_query_values(tmp_path: Path) -> None:
+    """Old code: ``POST http://...?sig=...: cannot connect`` carried the
+    signature into the log, /healthz and /stats."""
+    url = signed_url(free_port())  # nothing listens there
+    cfg = load_config(
+        {
+            "CWC_LOG_GROUPS": "/g",
+            "CWC_SINK_URL": url,
+            "CWC_DB_PATH": str(tmp_path / "cwc.db"),
+            "AWS_REGION": "us-east-1",
+            "CWC_SINK_TIMEOUT": "2s",
+        }
+    )
+    sink = build_sink(cfg)
+    try:
+        res = await sink.send(OutBatch([b'{"a":1}'], [1]))
+    finally:
+        await sink.aclose()
+    assert res.outcome is Outcome.RETRY
+    assert "127.0.0.1" in res.detail
+    for value in SIGNED.values():
+        assert value not in res.detail, res.detail
+    # The logs' redactor (also used by /healthz and /stats) masks them too.
+    redactor = logs.Redactor()
+    redactor.add(logs.secrets_of(cfg))
+    text = redactor.scrub(f"sink error: POST {url}: timed out")
+    for value in SIGNED.values():
+        assert value not in text, text
+    assert re.search(r"pipeline=\*\*\*", text)
+    assert str(cfg.redacted()["sink_url"]).count("***") == len(SIGNED)
