@@ -270,6 +270,19 @@ class Product:
                 return float(line.split()[-1])
         return None
 
+    def metric_sum(self, name: str) -> float | None:
+        """The sum of every sample of one metric (e.g. ``streams`` over its states)."""
+        try:
+            text = http_text(f"{self.admin}/metrics", timeout=10)
+        except OSError:
+            return None
+        want = f"cwconsumer_{name}"
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith((want + " ", want + "{"))
+        )
+
     def check_alive(self) -> None:
         if not self.alive():
             raise RuntimeError(
@@ -947,7 +960,16 @@ def scenario_peer(args: argparse.Namespace) -> list[Row]:
 
 # ----------------------------------------------------------------------------- main
 
-SCENARIOS = ("backlog", "lambda", "rate", "idle", "dead", "latency", "peer")
+FRESHNESS = ("fleet", "biggroup", "months")  # bench/freshness.py
+SCENARIOS = ("backlog", "lambda", "rate", "idle", "dead", "latency", "peer", *FRESHNESS)
+
+
+def _freshness() -> Any:
+    """bench/freshness.py, importing this module as ``run`` (not a second copy)."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import freshness
+
+    return freshness
 
 
 def machine() -> dict[str, str]:
@@ -1026,7 +1048,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--set", action="append", default=[], metavar="CWC_NAME=VALUE",
         help="extra product setting for every scenario (repeatable); shown in the results",
     )  # fmt: skip
+    _freshness().add_args(p)
     args = p.parse_args(argv)
+    _freshness().settle_args(args)
     args.settings = dict(item.split("=", 1) for item in args.set)
     q = args.quick
     args.repeats = args.repeats or (3 if q else 5)
@@ -1088,6 +1112,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += scenario_latency(args)
         elif name == "peer":
             rows += scenario_peer(args)
+        elif name in FRESHNESS:
+            rows += _freshness().SCENARIOS[name](args)
         log(f"{name}: done in {time.monotonic() - t:.0f} s")
     mode = "quick" if args.quick else "full"
     print(f"\ncwconsumer benchmark ({mode} mode, {time.time() - started:.0f} s)")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import random
 import signal
 import sys
 import time
@@ -45,6 +46,9 @@ import orjson
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fleet
 
 from tests.support.fakecwl import (
     MAX_PAGE_BYTES,
@@ -112,6 +116,7 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         self._ops["FilterLogEvents"] = self._op_filter_log_events
         self.get_times: list[float] = []
         self.get_per_prefix: Counter[str] = Counter()
+        self.eos_per_prefix: Counter[str] = Counter()  # answered "end of stream"
         self._merged: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -123,12 +128,19 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         return await super()._handle(request)
 
     def _dispatch(self, op: str, req: Any) -> tuple[int, bytes]:
+        prefix = None
         if op == "GetLogEvents":
             if isinstance(req, dict):
                 name = req.get("logStreamName")
                 if isinstance(name, str):
-                    self.get_per_prefix[name.split("-", 1)[0]] += 1
-        return super()._dispatch(op, req)
+                    prefix = name.split("-", 1)[0]
+                    self.get_per_prefix[prefix] += 1
+        status, out = super()._dispatch(op, req)
+        if prefix is not None and status == 200 and out.startswith(b'{"events":[]'):
+            token = req.get("nextToken")
+            if token is None or f'"nextForwardToken":"{token}"'.encode() in out:
+                self.eos_per_prefix[prefix] += 1  # the same token back: end of stream
+        return status, out
 
     # -- FilterLogEvents: only what awslogs uses (group, streams, start/end, token).
 
@@ -245,6 +257,8 @@ def load(fake: BenchCloudWatchLogs, spec: dict[str, Any]) -> int:
                     f"/bench/g{g}", name, [(old, message(g, n, 0, size))], ingestion_time_ms=old
                 )
             total += 1
+    elif kind == "fleet":
+        total = fleet.load_old(fake, spec, random.Random(int(spec.get("seed", 7))))
     else:
         raise SystemExit(f"unknown data kind {kind!r}")
     return total
@@ -356,6 +370,7 @@ async def serve(args: argparse.Namespace) -> None:
     app.router.add_get("/stream_calls", stream_calls)
     app.router.add_post("/steady", start_steady)
     app.router.add_post("/steady/stop", stop_steady)
+    fleet.install(app, fake)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.control_port)

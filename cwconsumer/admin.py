@@ -5,8 +5,10 @@
   ``"status": "standby"``; ``/healthz?standby=ok`` answers 200 for a standby
   instead, for health checks that should leave standbys alone.
 - ``GET /metrics``: Prometheus text (gauges refreshed on every scrape).
-- ``GET /stats``: JSON per group and stream (``?group=NAME`` for one group,
-  ``?streams=false`` for group totals only).
+- ``GET /stats``: JSON per group (aggregates) and stream. Per-stream detail
+  comes for one group (``?group=NAME``) or when at most 1,000 streams are
+  known, 1,000 a page (``&limit=N&after=<last stream name>``; a group with
+  more says ``streams_next``); ``?streams=false`` leaves it out.
 
 Every JSON body passes through the secret redactor before it leaves.
 """
@@ -14,7 +16,7 @@ Every JSON body passes through the secret redactor before it leaves.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -40,7 +42,7 @@ class AdminServer:
         metrics: Metrics,
         *,
         pending: Callable[[], int],
-        stats: Callable[[], dict[str, Any]],
+        stats: Callable[[Mapping[str, str]], dict[str, Any]],
         refresh: Callable[[], None],
     ) -> None:
         self.host, self.port = host, port
@@ -89,7 +91,7 @@ class AdminServer:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _stats_h(self, request: web.Request) -> web.Response:
-        data = self._stats()
+        data = self._stats(request.query)
         group = request.query.get("group")
         groups = data.get("groups")
         if isinstance(groups, dict):

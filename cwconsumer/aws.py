@@ -357,9 +357,16 @@ class LogsClient:
         with anyio.move_on_after(5, shield=True):
             await self._cm.__aexit__(exc_type, exc, tb)
 
-    async def _call(self, op: str, **params: Any) -> dict[str, Any]:
+    async def pace(self, op: str) -> None:
+        """Wait for a slot of ``op``'s rate; the call that follows passes
+        ``paced=False`` (the reader takes its slot before it picks a stream)."""
         rate = self.rates.get(op)
         if rate is not None:
+            await rate.acquire()
+
+    async def _call(self, op: str, paced: bool = True, **params: Any) -> dict[str, Any]:
+        rate = self.rates.get(op)
+        if rate is not None and paced:
             await rate.acquire()
         method = getattr(self._client, _SNAKE[op])
         try:
@@ -572,6 +579,8 @@ class LogsClient:
         token: str | None,
         start_time_ms: int | None,
         limit: int = 10000,
+        *,
+        paced: bool = True,
     ) -> Page:
         params: dict[str, Any] = {
             **_group_param(group),
@@ -585,7 +594,7 @@ class LogsClient:
             params["nextToken"] = token
         elif start_time_ms is not None:
             params["startTime"] = start_time_ms
-        r = await self._call("GetLogEvents", **params)
+        r = await self._call("GetLogEvents", paced, **params)
         return Page(r.get("events") or [], r.get("nextForwardToken") or token or "")
 
 

@@ -29,6 +29,7 @@ from cwconsumer.errors import CwcError, NotFound
 from cwconsumer.logs import REDACTOR
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.store import load_migrations
+from cwconsumer.units import format_duration
 
 CHECK_DB_LOCK_TIMEOUT_S = 5.0
 PREFIX_GROUPS_CHECKED = 5
@@ -61,6 +62,7 @@ async def run_checks(cfg: Config, emit: Callable[[str], None] = print) -> int:
             f"sink {cfg.sink_format}",
         )
     )
+    report(Result(True, "poll policy", poll_policy(cfg)))
     for warning in cfg.warnings:
         emit(REDACTOR.scrub(f"! {warning}"))
     ttl_ms = int(cfg.lease_ttl_s * 1000)
@@ -71,6 +73,19 @@ async def run_checks(cfg: Config, emit: Callable[[str], None] = print) -> int:
     failed = sum(1 for r in results if not r.ok)
     emit(f"{len(results) - failed} passed, {failed} failed")
     return 0 if not failed else 1
+
+
+def poll_policy(cfg: Config) -> str:
+    """The poll policy's settings in one line (docs/freshness.md)."""
+    d = format_duration
+    return (
+        f"{cfg.api_rate:g}/s GetLogEvents; active streams re-polled within "
+        f"{d(cfg.poll_interval_s)}, quiet ones at half their quiet time up to "
+        f"{d(cfg.quiet_poll_interval_s)}, idle after {d(cfg.idle_grace_s)}, forgotten after "
+        f"{d(cfg.forget_after_s)} idle; streams listed every "
+        f"{d(cfg.discovery_interval_s / 3)} (newest first, as deep as what changed), "
+        f"{cfg.describe_rate:g}/s Describe*"
+    )
 
 
 def check_database(path: str, ttl_ms: int = 10_000) -> Result:

@@ -77,7 +77,11 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "time or a duration back from now (2h, 7d)"),
     ("CWC_POLL_INTERVAL", "5s", "longest wait before re-polling an active stream"),
     ("CWC_DISCOVERY_INTERVAL", "30s", "how often groups and streams are listed again"),
+    ("CWC_QUIET_POLL_INTERVAL", "10m", "longest wait before re-checking a caught-up stream "
+     "(its worst-case re-check time until CWC_IDLE_GRACE)"),
     ("CWC_IDLE_GRACE", "2h", "a caught-up stream quiet for this long stops being polled"),
+    ("CWC_FORGET_AFTER", "7d", "an idle stream with nothing undelivered is forgotten after "
+     "this long (row pruned; read from its beginning if it shows activity again)"),
     ("CWC_WORKERS", "16", "GetLogEvents calls in flight at once (1-256)"),
     ("CWC_API_RATE", "10", "GetLogEvents calls per second, all workers together (<= 1000)"),
     ("CWC_DESCRIBE_RATE", "5", "DescribeLogStreams/DescribeLogGroups calls per second"),
@@ -318,6 +322,8 @@ class Config:
     poll_interval_s: float
     discovery_interval_s: float
     idle_grace_s: float
+    quiet_poll_interval_s: float
+    forget_after_s: float
     workers: int
     api_rate: float
     describe_rate: float
@@ -432,6 +438,23 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
     aws_role_arn, aws_external_id, aws_role_session_name = _read_role(env)
     _warn_unused(env, sink_format)
 
+    poll_interval_s = env.duration("CWC_POLL_INTERVAL")
+    idle_grace_s = env.duration("CWC_IDLE_GRACE")
+    quiet_poll_interval_s = env.duration("CWC_QUIET_POLL_INTERVAL")
+    forget_after_s = env.duration("CWC_FORGET_AFTER")
+    if quiet_poll_interval_s < poll_interval_s and not env.failed & _POLL_VARS:
+        env.problem(
+            "CWC_QUIET_POLL_INTERVAL",
+            f"must be at least CWC_POLL_INTERVAL ({format_duration(poll_interval_s)}), "
+            f"got {format_duration(quiet_poll_interval_s)}",
+        )
+    if forget_after_s < 3 * idle_grace_s and not env.failed & _FORGET_VARS:
+        env.problem(
+            "CWC_FORGET_AFTER",
+            f"must be at least 3 x CWC_IDLE_GRACE ({format_duration(3 * idle_grace_s)}), "
+            f"got {format_duration(forget_after_s)}",
+        )
+
     config = Config(
         log_groups=log_groups,
         log_group_prefixes=log_group_prefixes,
@@ -460,9 +483,11 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
         db_path=db_path,
         db_journal_mode=env.optional_choice("CWC_DB_JOURNAL_MODE", ("wal", "delete")),
         start_position=start_position,
-        poll_interval_s=env.duration("CWC_POLL_INTERVAL"),
+        poll_interval_s=poll_interval_s,
         discovery_interval_s=env.duration("CWC_DISCOVERY_INTERVAL"),
-        idle_grace_s=env.duration("CWC_IDLE_GRACE"),
+        idle_grace_s=idle_grace_s,
+        quiet_poll_interval_s=quiet_poll_interval_s,
+        forget_after_s=forget_after_s,
         workers=env.integer("CWC_WORKERS", 1, 256),
         api_rate=env.rate("CWC_API_RATE", 1000.0),
         describe_rate=env.rate("CWC_DESCRIBE_RATE", None),
@@ -493,6 +518,8 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
 _GROUP_VARS = frozenset({"CWC_LOG_GROUPS", "CWC_LOG_GROUP_PREFIXES"})
 _TOKEN_VARS = frozenset({"CWC_SINK_TOKEN", "CWC_SINK_TOKEN_FILE"})
 _LEASE_VARS = frozenset({"CWC_LEASE_HEARTBEAT", "CWC_LEASE_TTL"})
+_POLL_VARS = frozenset({"CWC_POLL_INTERVAL", "CWC_QUIET_POLL_INTERVAL"})
+_FORGET_VARS = frozenset({"CWC_IDLE_GRACE", "CWC_FORGET_AFTER"})
 _REGION_VARS = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})
 
 

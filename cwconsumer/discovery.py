@@ -1,16 +1,38 @@
-"""Discovery: which groups and streams exist, and which streams are due.
+"""Discovery: which groups and streams exist, and which streams have news.
 
-Every ``CWC_DISCOVERY_INTERVAL``: list the groups matching each prefix
-(DescribeLogGroups), then each group's streams ordered by LastEventTime,
-descending (DescribeLogStreams, 50 a page). A walk stops early once a whole
-page is streams we already know whose last event is older than the idle
-grace window; the first walk of each group in a process, and every
-``FULL_WALK_EVERY``-th cycle, go to the end, because paging is positional
-and a stream whose order changes during a walk can be skipped by it.
+Discovery runs every ``tick_s`` (a third of ``CWC_DISCOVERY_INTERVAL``):
+
+- groups (DescribeLogGroups per prefix) are listed every
+  ``CWC_DISCOVERY_INTERVAL``;
+- each group's streams are walked newest first (DescribeLogStreams ordered
+  by LastEventTime, descending, 50 a page) only as deep as what may have
+  changed. That walk is the change feed: a stream reported with activity
+  newer than what was read is made due at once (hot), a stream created
+  while running is read at once.
+
+How deep a walk goes (its cost follows what changed, not the group's size):
+
+- a *feed* walk (every tick) stops at the first page that reaches streams
+  whose last event is older than the previous complete walk's start minus
+  :data:`FEED_MARGIN_S` (usually one page);
+- a *deep* walk (every ``CWC_IDLE_GRACE``) stops at the previous complete
+  deep walk's start minus ``CWC_IDLE_GRACE``: stream metadata is eventually
+  consistent (up to an hour late) and paging is positional, so a stream
+  whose timestamps moved late, or moved during a walk, is found by the next
+  deep walk at the latest. Its start is stored (``groups.walked_ms``), so a
+  restart does not walk the whole group again;
+- the first walk of a group seen for the first time with a start position
+  stops at streams whose last event is older than the start position minus
+  ``CWC_IDLE_GRACE`` (nothing after the start position can be in them); they
+  are never recorded and never read. With ``CWC_START_POSITION=beginning``
+  the first walk goes to the end.
 
 Where a new stream starts: a group seen for the first time starts at
 ``CWC_START_POSITION`` (for streams that existed then); any stream created
-later in a known group is read from its first event.
+later in a known group is read from its first event. A stream forgotten
+(``CWC_FORGET_AFTER``) that shows activity again is a new stream to this
+rule: read from its beginning, or from the start position if it existed
+when the group was first seen (documented re-delivery, same ``event.id``).
 """
 
 from __future__ import annotations
@@ -22,57 +44,27 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from cwconsumer.arns import group_name, parse_group_arn
 from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError, NotFound
 from cwconsumer.model import Checkpoint, StreamKey
-from cwconsumer.store import GroupRow, Store, StreamMeta, StreamRow
-from cwconsumer.streams import Schedule, State, StreamState
+from cwconsumer.registry import Registry
+from cwconsumer.store import GroupRow, Store, StreamRow
+from cwconsumer.streams import Schedule, State, StreamState, Tier
+
+__all__ = ["Discovery", "Registry", "group_matches"]
 
 log = logging.getLogger("cwconsumer.discovery")
 
-FULL_WALK_EVERY = 10
 MAX_PAGES = 2_000  # 100,000 streams per group per walk
 MAX_GROUP_PAGES = 200
-
-
-class Registry:
-    """Every stream this process knows, and which of them need saving."""
-
-    def __init__(self) -> None:
-        self.streams: dict[StreamKey, StreamState] = {}
-        self.groups: dict[str, GroupRow] = {}
-        self.dirty: set[StreamKey] = set()
-
-    def of_group(self, group: str) -> list[StreamState]:
-        return [st for k, st in self.streams.items() if k.group == group]
-
-    async def save(self, store: Store) -> None:
-        """Write the dirty stream states; they stay dirty unless the write happened."""
-        metas = self.metas()
-        try:
-            await store.save_meta(metas)
-        except BaseException:
-            self.dirty.update(m.key for m in metas)
-            raise
-
-    def metas(self) -> list[StreamMeta]:
-        out = []
-        for key in self.dirty:
-            st = self.streams.get(key)
-            if st is not None:
-                out.append(
-                    StreamMeta(
-                        key,
-                        st.state.value,
-                        st.last_event_seen_ms,
-                        st.last_ingestion_seen_ms,
-                        st.last_read_ms,
-                    )
-                )
-        self.dirty.clear()
-        return out
+FEED_MARGIN_S = 10.0
+"""A feed walk re-reads this much (at most one tick) before the previous
+walk's start (clock skew, a walk that took long, metadata a little late)."""
+PRUNE_EVERY_S = 300.0
+PRUNE_BATCH = 500
 
 
 def group_matches(name: str, groups: Iterable[str], prefixes: Iterable[str]) -> bool:
@@ -108,6 +100,8 @@ class Discovery:
         start_time_for_new_group: Callable[[int], int | None],
         idle_grace_s: float,
         account: str = "",
+        discovery_interval_s: float = 30.0,
+        forget_after_s: float | None = None,
     ) -> None:
         self._logs = logs
         self._store = store
@@ -119,15 +113,23 @@ class Discovery:
         self._grace_ms = int(idle_grace_s * 1000)
         self._account = account  # the credentials' own account ("" unknown)
         self.group_class: dict[str, str] = {}  # logGroupClass as listed, per group key
-        self._walked: set[str] = set()
+        self._forget_ms = None if forget_after_s is None else int(forget_after_s * 1000)
+        self.tick_s = discovery_interval_s / 3
+        self._groups_every_ms = int(discovery_interval_s * 1000)
+        self._groups_listed_ms = -(10**15)
+        self._listed: list[str] = []
+        self._feed_mark: dict[str, int] = {}  # group -> start of the last complete walk
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
+        self._pruned_ms = _now_ms()
         # Every stream found during this process gets a generation never used
         # before (those loaded from the store have 0): a chunk read from a
         # deleted incarnation (stream or whole group created again) can never
         # pass for one of the new incarnation and commit over its checkpoint.
         self._generations = itertools.count(1)
         self.cycles = 0
+        self.pages: dict[str, int] = {}  # DescribeLogStreams pages per group, all time
+        self.deep_walks = 0
 
     async def load(self) -> None:
         """Load known groups and streams of the configured groups from the store."""
@@ -136,10 +138,10 @@ class Discovery:
             for name, row in (await self._store.load_groups()).items()
             if group_matches(name, self._groups, self._prefixes)
         }
-        now = _now_ms()
         rows = await self._store.load_streams()
-        # Every non-idle stream is polled once at start-up; the recently active
-        # first, so they do not wait behind thousands of quiet ones.
+        # Streams that were being read are polled once at start-up (the previous
+        # run may have stopped mid-backlog): the recently active first, and
+        # caught-up ones in the quiet tier, so neither waits behind the other.
         rows.sort(key=lambda r: -max(r.last_read_ms or 0, r.last_event_seen_ms or 0))
         for row in rows:
             group = self._reg.groups.get(row.key.group)
@@ -161,32 +163,43 @@ class Discovery:
                 dead_lettered=row.dead_lettered,
                 checkpoint_ms=row.checkpoint_ms,
             )
-            self._reg.streams[row.key] = st
             if state is State.IDLE and st.has_unread_activity():
-                state = st.state = State.TAILING
-            if state not in (State.IDLE, State.DELETED):
-                # Poll once at start-up: the previous run may have stopped mid-backlog.
+                st.state = State.TAILING
+            if st.state is State.TAILING:
+                st.tier = Tier.QUIET
+            self._reg.add(st)
+            if st.state not in (State.IDLE, State.DELETED):
                 self._schedule.add(st)
         log.info(
             "checkpoints loaded",
-            extra={
-                "groups": len(self._reg.groups),
-                "streams": len(self._reg.streams),
-                "now_ms": now,
-            },
+            extra={"groups": len(self._reg.groups), "streams": len(self._reg.streams)},
         )
 
-    async def run(self, interval_s: float, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
         while True:
             await self.cycle()
             if not started:
                 task_status.started()
                 started = True
-            await anyio.sleep(interval_s)
+            await anyio.sleep(self.tick_s)
 
     async def cycle(self) -> None:
+        """One tick: groups when due, a walk of every group, pruning when due."""
         self.cycles += 1
+        now = _now_ms()
+        if now - self._groups_listed_ms >= self._groups_every_ms:
+            self._groups_listed_ms = now
+            self._listed = await self._refresh_groups()
+        for name in self._listed:
+            await self._walk_group(name)
+        await self._reg.save(self._store)
+        if self._forget_ms is not None:
+            every_ms = min(PRUNE_EVERY_S * 1000, self._forget_ms / 4)
+            if _now_ms() - self._pruned_ms >= every_ms:
+                await self.prune()
+
+    async def _refresh_groups(self) -> list[str]:
         names = list(self._groups)
         listed_ok = True
         listed: set[str] = set()
@@ -206,9 +219,7 @@ class Discovery:
                     and any(group_name(name).startswith(p) for p in self._prefixes)
                 ):
                     await self._group_gone(name)
-        for name in names:
-            await self._walk_group(name)
-        await self._reg.save(self._store)
+        return names
 
     async def _list_groups(self, prefix: str) -> set[str] | None:
         names: set[str] = set()
@@ -237,13 +248,33 @@ class Discovery:
     def _group_key(self, listed: dict[str, Any]) -> str | None:
         return listed_group_key(listed, self._account)
 
+    def _stop_line(self, row: GroupRow | None, now: int) -> tuple[int | None, bool]:
+        """(the last-event time below which this walk may stop, whether it is
+        a deep walk). None: walk to the end."""
+        if row is None or row.walked_ms is None:
+            # First walk: with a start position, streams whose last event is
+            # older than it (minus the grace) cannot hold anything to read.
+            start = self._start_for(now) if row is None else row.start_time_ms
+            if row is not None and row.first_seen_ms == 0:
+                start = None  # a group created again: everything from its beginning
+            return (None if start is None else start - self._grace_ms), True
+        if now - row.walked_ms >= self._grace_ms or row.name not in self._feed_mark:
+            return row.walked_ms - self._grace_ms, True
+        margin_s = min(FEED_MARGIN_S, self.tick_s)
+        return self._feed_mark[row.name] - int(margin_s * 1000), False
+
     async def _walk_group(self, name: str) -> None:
         now = _now_ms()
-        full = name not in self._walked or self.cycles % FULL_WALK_EVERY == 0
+        row = self._reg.groups.get(name)
+        if row is not None and row.deleted_ms is not None:
+            stop_before, deep = None, True  # created again: read from its beginning
+        else:
+            stop_before, deep = self._stop_line(row, now)
         token: str | None = None
         new_rows: list[StreamRow] = []
         found = 0
         complete = False
+        group: GroupRow | None = None
         for _page in range(MAX_PAGES):
             try:
                 streams, token = await self._logs.describe_log_streams(name, token)
@@ -253,34 +284,38 @@ class Discovery:
             except AwsError as exc:
                 log.warning("DescribeLogStreams failed", extra={"group": name, "error": str(exc)})
                 break
-            if _page == 0:
+            self.pages[name] = self.pages.get(name, 0) + 1
+            if group is None:
                 group = await self._group_row(name, now)
-            quiet_and_known = True
+            oldest: int | None = None
             for s in streams:
-                known = self._stream_seen(group, s, now, new_rows)
+                self._stream_seen(group, s, now, new_rows)
                 last = s.get("lastEventTimestamp")
-                if not known or last is None or now - int(last) < self._grace_ms:
-                    quiet_and_known = False
+                oldest = None if last is None else int(last)
             if new_rows:
                 # Stored before anyone may read them: a checkpoint is only ever
                 # written over a row that exists (a walk of thousands of streams
                 # takes long enough for the first ones to be delivered).
                 await self._store.add_streams(new_rows, replace=self._recreated)
                 self._recreated.clear()
-                for row in new_rows:
-                    st = self._reg.streams.get(row.key)
+                for r in new_rows:
+                    st = self._reg.streams.get(r.key)
                     if st is not None and st.state is not State.IDLE:
-                        self._schedule.add(st)
+                        self._schedule.add(st, -_waiting_s(st, now))
                 found += len(new_rows)
                 new_rows = []
             if not token:
                 complete = True
                 break
-            if not full and quiet_and_known:
+            if stop_before is not None and (oldest is None or oldest < stop_before):
                 complete = True
                 break
-        if complete:
-            self._walked.add(name)
+        if complete and group is not None:
+            self._feed_mark[name] = now
+            if deep:
+                self.deep_walks += 1
+                group.walked_ms = now
+                await self._store.save_group_walked(name, now)
         if found:
             log.info("streams found", extra={"group": name, "count": found})
 
@@ -296,10 +331,12 @@ class Discovery:
             await self._store.forget_streams(name)
             for st in self._reg.of_group(name):
                 self._schedule.cancel(st)
-                del self._reg.streams[st.key]
+                self._reg.remove(st.key)
             row.deleted_ms = None
             row.start_time_ms = None
             row.first_seen_ms = 0  # every stream of the new group from its beginning
+            row.walked_ms = None
+            self._feed_mark.pop(name, None)
             await self._store.save_group(row)
             log.info("group created again; reading it from the beginning", extra={"group": name})
         self._missing_logged.discard(name)
@@ -307,8 +344,7 @@ class Discovery:
 
     def _stream_seen(
         self, group: GroupRow, s: dict[str, Any], now: int, new_rows: list[StreamRow]
-    ) -> bool:
-        """Returns whether the stream was already known."""
+    ) -> None:
         key = StreamKey(group.name, s["logStreamName"])
         created = s.get("creationTime")
         last_event = s.get("lastEventTimestamp")
@@ -324,35 +360,55 @@ class Discovery:
                         extra={"stream": str(key)},
                     )
                 self._schedule.cancel(st)
-                st.state = State.DELETED  # terminal: a worker holding it drops it
+                self._reg.set_state(st, State.DELETED)  # terminal: a worker drops it
                 gen = next(self._generations)
-                del self._reg.streams[key]
+                self._reg.remove(key)
                 self._recreated.add(key)
-                st = None
                 new_rows.append(self._new_stream(key, None, created, last_event, last_ingest, gen))
-                return False
+                return
         if st is not None and st.state is State.DELETED:
-            return True
+            return
         if st is None:
             existed_at_first_sight = created is None or created <= group.first_seen_ms
             start = group.start_time_ms if existed_at_first_sight else None
+            if not self._worth_recording(group, start, created, last_event, now):
+                return
             gen = next(self._generations)
             new_rows.append(self._new_stream(key, start, created, last_event, last_ingest, gen))
-            return False
+            return
         changed = False
         if last_event is not None and last_event != st.last_event_seen_ms:
             st.last_event_seen_ms = max(int(last_event), st.last_event_seen_ms or 0)
             changed = True
+        grew = False
         if last_ingest is not None and last_ingest != st.last_ingestion_seen_ms:
             grew = st.last_ingestion_seen_ms is not None and last_ingest > st.last_ingestion_seen_ms
             st.last_ingestion_seen_ms = max(int(last_ingest), st.last_ingestion_seen_ms or 0)
             changed = True
-            if st.state is State.IDLE and grew:
-                self._wake(st)
-        if st.state is State.IDLE and st.has_unread_activity():
-            self._wake(st)
         if changed:
             self._reg.dirty.add(key)
+        if st.has_unread_activity() or (grew and st.state is State.IDLE):
+            self._wake(st)
+
+    def _worth_recording(
+        self,
+        group: GroupRow,
+        start: int | None,
+        created: int | None,
+        last_event: int | None,
+        now: int,
+    ) -> bool:
+        """A stream never recorded (or forgotten) is recorded only if it can
+        hold something to read: nothing after the start position can be in a
+        stream whose metadata says its last event is older than the start
+        position minus the grace; and a stream forgotten for being idle, that
+        shows nothing new since, stays forgotten."""
+        if start is not None and (last_event is None or last_event < start - self._grace_ms):
+            return False
+        if self._forget_ms is not None and group.walked_ms is not None:
+            line = now - self._forget_ms
+            if (last_event is None or last_event < line) and (created or 0) < line:
+                return False
         return True
 
     def _new_stream(
@@ -374,19 +430,22 @@ class Discovery:
             last_ingestion_seen_ms=last_ingest,
             generation=generation,
         )
-        self._reg.streams[key] = st
         nothing_to_read = start is not None and (last_event is None or last_event < start)
         if nothing_to_read and _now_ms() - st.last_activity_ms > self._grace_ms:
             st.state = State.IDLE  # (others are scheduled once their row is stored)
+        self._reg.add(st)
         return StreamRow(
             key, created, cp, 0, 0, st.state.value, last_event, last_ingest, None, None
         )
 
     def _wake(self, st: StreamState) -> None:
-        st.state = State.TAILING
+        """Discovery reports activity not read yet: due at once, hot."""
+        if st.state is State.IDLE:
+            self._reg.set_state(st, State.TAILING)
+            self._reg.dirty.add(st.key)
         st.idle_polls = 0
-        self._reg.dirty.add(st.key)
-        self._schedule.add(st)
+        st.tier = Tier.HOT
+        self._schedule.add(st, -_waiting_s(st, _now_ms()))
 
     async def _group_gone(self, name: str) -> None:
         row = self._reg.groups.get(name)
@@ -401,10 +460,52 @@ class Discovery:
         await self._store.save_group(row)
         for st in self._reg.of_group(name):
             self._schedule.cancel(st)
-            st.state = State.DELETED
+            self._reg.set_state(st, State.DELETED)
             self._reg.dirty.add(st.key)
-        self._walked.discard(name)
+        self._feed_mark.pop(name, None)
         log.warning("log group deleted; its streams are no longer polled", extra={"group": name})
+
+    async def prune(self) -> int:
+        """Forget streams that are gone or idle beyond ``CWC_FORGET_AFTER``
+        with nothing undelivered: their rows are deleted, then they leave the
+        registry. Yields to the event loop every few thousand streams."""
+        assert self._forget_ms is not None
+        now = _now_ms()
+        self._pruned_ms = now
+        candidates: list[StreamKey] = []
+        for i, st in enumerate(list(self._reg.streams.values())):
+            if st.tier is Tier.QUIET and not st.busy and self._schedule.fade(st):
+                # Quiet past the grace with nothing reported, but its turn in
+                # a busy quiet tier has not come: idle now, without a call.
+                self._schedule.cancel(st)
+            if self._reg.forgettable(st, now, self._forget_ms):
+                candidates.append(st.key)
+            if i % 5000 == 4999:
+                await anyio.lowlevel.checkpoint()
+        done = 0
+        for i in range(0, len(candidates), PRUNE_BATCH):
+            batch = candidates[i : i + PRUNE_BATCH]
+            await self._store.prune_streams(batch)
+            for key in batch:
+                again = self._reg.streams.get(key)
+                # Looked at again: discovery is this task, but a worker may
+                # have taken a deleted stream meanwhile.
+                if again is not None and self._reg.forgettable(again, now, self._forget_ms):
+                    self._reg.remove(key)
+                    done += 1
+        self._reg.forgotten += done
+        if done:
+            log.info("streams forgotten", extra={"count": done, "known": len(self._reg)})
+        return done
+
+
+def _waiting_s(st: StreamState, now_ms: int) -> float:
+    """How long the news of a stream may have waited (since it was last read,
+    created, or since its last ingestion reported before this one): its due
+    time is put that far back, so news jumps ahead of routine re-polls, the
+    oldest news first."""
+    since = st.last_read_ms or st.created_ms or now_ms
+    return min(600.0, max(0.0, (now_ms - since) / 1000))
 
 
 def _now_ms() -> int:

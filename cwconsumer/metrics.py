@@ -142,6 +142,11 @@ class InFlight:
         """Ingestion time of the newest event read from the stream in this process."""
         return self._newest.get(key)
 
+    def forget(self, key: StreamKey) -> None:
+        """The stream was forgotten (pruned): drop what is kept of it."""
+        self._runs.pop(key, None)
+        self._newest.pop(key, None)
+
     def has_pending(self, key: StreamKey) -> bool:
         """Whether some of the stream's events are read and not confirmed."""
         return bool(self._runs.get(key))
@@ -377,30 +382,46 @@ class Metrics:
         rates: Mapping[str, float],
         healthy: bool,
         now_ms: int | None = None,
+        counts: Mapping[tuple[str, State], int] | None = None,
+        newest: Mapping[str, int] | None = None,
     ) -> None:
         """Set every gauge from the current state, forget groups that are
-        gone, and log lag threshold crossings."""
+        gone, and log lag threshold crossings.
+
+        With ``counts`` (streams per group and state) and ``newest`` (newest
+        delivered timestamp per group) kept by the registry, ``streams`` need
+        only hold the streams neither idle nor deleted: a scrape then costs
+        what is awake, not every stream ever seen."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         self.buffer_events.set(buffer_events)
         self.buffer_bytes.set(buffer_bytes)
         self.healthy.set(1 if healthy else 0)
         for op, rate in rates.items():
             self.aws_rate.labels(op).set(rate)
-        counts = dict.fromkeys(State, 0)
-        newest: dict[str, int] = {}
+        per_state = dict.fromkeys(State, 0)
+        newest_by_group: dict[str, int] = {}
         live: set[str] = set()
         ingestion: dict[str, tuple[float, str | None]] = {}
         behind: dict[str, float] = {}
         deleted, idle, flight = State.DELETED, State.IDLE, self.in_flight
         # Hot with many streams (a scrape and every REFRESH_INTERVAL_S): idle
         # streams are caught up and quiet by definition, so they only count.
+        given = counts is not None
+        if counts is not None:
+            per_state = dict.fromkeys(State, 0)
+            for (g, state), k in counts.items():
+                per_state[state] += k
+                if state is not deleted and k > 0:
+                    live.add(g)
+            newest_by_group = dict(newest or {})
         for st in streams:
             state = st.state
-            counts[state] += 1
             g = st.key.group
             last_ts = st.committed.last_ts
-            if last_ts is not None and last_ts > newest.get(g, -1):
-                newest[g] = last_ts
+            if not given:
+                per_state[state] += 1
+                if last_ts is not None and last_ts > newest_by_group.get(g, -1):
+                    newest_by_group[g] = last_ts
             if state is deleted:
                 continue
             live.add(g)
@@ -414,11 +435,11 @@ class Metrics:
                 gap = (seen - last_ts) / 1000
                 if gap > behind.get(g, 0.0):
                     behind[g] = gap
-        for state, k in counts.items():
+        for state, k in per_state.items():
             self.streams.labels(state.value).set(k)
         groups: dict[str, GroupLag] = {}
         for g in sorted(live):
-            last = newest.get(g)
+            last = newest_by_group.get(g)
             lag_s = None if last is None else max(0.0, (now - last) / 1000)
             ing, worst = ingestion.get(g, (0.0, None))
             groups[g] = GroupLag(lag_s, ing, behind.get(g, 0.0), worst)

@@ -33,12 +33,13 @@ from cwconsumer.errors import (
 )
 from cwconsumer.flow import Budget
 from cwconsumer.model import Checkpoint, Chunk, LogEvent
-from cwconsumer.streams import Schedule, State, StreamState
+from cwconsumer.streams import Schedule, State, StreamState, Tier, quiet_delay_s
 
 log = logging.getLogger("cwconsumer.reader")
 
 PAGE_MAX_EVENTS = 10_000
 EMPTY_PAGES_BEFORE_BACKOFF = 3
+MIN_UNREAD_RECHECK_S = 0.5
 
 
 class Reader:
@@ -53,8 +54,9 @@ class Reader:
         parse_mode: str,
         poll_interval_s: float,
         idle_grace_s: float,
+        quiet_poll_interval_s: float | None = None,
         on_read: Callable[[StreamState, int], None] = lambda st, n: None,
-        on_state: Callable[[StreamState], None] = lambda st: None,
+        on_state: Callable[[StreamState, State], None] = lambda st, old: None,
         ready: Callable[[StreamState], bool] = lambda st: True,
         park: Callable[[StreamState], None] = lambda st: None,
         account: str = "",
@@ -69,6 +71,7 @@ class Reader:
         self._parse_mode = parse_mode
         self._poll_s = poll_interval_s
         self._grace_ms = int(idle_grace_s * 1000)
+        self._quiet_max_s = max(poll_interval_s, quiet_poll_interval_s or poll_interval_s)
         self._on_read = on_read
         self._on_state = on_state
         self._ready = ready
@@ -84,6 +87,11 @@ class Reader:
         (earliest due first, backlogs taking turns) decides who reads next."""
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
+            # The call's slot first, then the stream: the schedule decides who
+            # gets a slot at the moment the slot comes, so a stream that became
+            # due meanwhile (hot, or just found) is not queued behind streams
+            # chosen a second earlier.
+            await self._logs.pace("GetLogEvents")
             st = await self._schedule.take()
             if not self._ready(st):
                 # Its lane is full (a slow or stuck sink lane): park it until
@@ -118,6 +126,7 @@ class Reader:
                 pos.token,
                 pos.start_time_ms if pos.token is None else None,
                 limit=reserved,
+                paced=False,
             )
         except BaseException as exc:
             self._budget.settle(reserved, 0, 0)
@@ -146,6 +155,7 @@ class Reader:
             st.pending_events -= len(chunk.docs)
             st.read_pos = pos
             raise
+        st.tier = Tier.HOT
         if events:
             st.empty_pages = 0
             st.idle_polls = 0
@@ -206,7 +216,27 @@ class Reader:
             self._set_state(st, State.IDLE)
             return None
         self._set_state(st, State.TAILING)
-        return min(self._poll_s, 0.5 * 2.0 ** (st.idle_polls - 1))
+        if st.has_unread_activity():
+            # Discovery reports events we have not read, yet the stream ends
+            # here: the metadata ran ahead of what reading sees, or reports
+            # events reading never returns (expired). Checked again soon, with
+            # a back-off, but in the quiet tier: it must not take the turns
+            # of streams that are returning data.
+            st.tier = Tier.QUIET
+            return min(self._poll_s, MIN_UNREAD_RECHECK_S * 2.0 ** min(st.idle_polls - 1, 6))
+        st.tier = Tier.QUIET
+        return quiet_delay_s(st.quiet_s(now), self._quiet_max_s)
+
+    def fade(self, st: StreamState) -> bool:
+        """The schedule's question about a quiet stream whose turn came: if
+        it has been quiet beyond the grace window and discovery reports
+        nothing unread, it becomes idle without a call (returns True)."""
+        if st.state is not State.TAILING or st.has_unread_activity():
+            return False
+        if _now_ms() - st.last_activity_ms <= self._grace_ms:
+            return False
+        self._set_state(st, State.IDLE)
+        return True
 
     def _failed(self, st: StreamState, exc: BaseException) -> float | None:
         if isinstance(exc, TokenRejected):
@@ -264,8 +294,8 @@ class Reader:
         # DELETED is terminal for a StreamState: discovery may mark it while a
         # worker reads it, and a re-created stream gets a new StreamState.
         if st.state is not state and st.state is not State.DELETED:
-            st.state = state
-            self._on_state(st)
+            old, st.state = st.state, state
+            self._on_state(st, old)
 
 
 def _now_ms() -> int:

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -75,7 +75,7 @@ class Service:
         self.cfg = cfg
         self.metrics = Metrics()
         self.health = Health(cfg.stall_timeout_s, role_arn=cfg.aws_role_arn)
-        self.registry = Registry()
+        self.registry = Registry(on_remove=self.metrics.in_flight.forget)
         self.schedule = Schedule()
         self.budget = Budget(
             cfg.buffer_max_events, cfg.buffer_max_bytes, on_pending=self.health.pending
@@ -89,6 +89,7 @@ class Service:
         self.lanes: list[Lane] = []
         self.admin_port: int | None = None
         self.started_at = time.time()
+        self.discovery: Discovery | None = None
         self.stuck_database = False
         """The database connection could not be closed: the caller must end
         the process without waiting for aiosqlite's (non-daemon) thread."""
@@ -347,14 +348,16 @@ class Service:
             parse_mode=cfg.parse_mode,
             poll_interval_s=cfg.poll_interval_s,
             idle_grace_s=cfg.idle_grace_s,
-            on_read=lambda st, k: self.metrics.events_read.labels(st.key.group).inc(k),
-            on_state=lambda st: reg.dirty.add(st.key),
+            quiet_poll_interval_s=cfg.quiet_poll_interval_s,
+            on_read=self._read,
+            on_state=reg.moved,
             ready=router.ready,
             park=router.park,
             account=account,
             on_refused=self.health.groups_refused.__setitem__,
             class_of=lambda group: discovery.group_class.get(group),
         )
+        self.schedule.fade = reader.fade
         discovery = Discovery(
             logs,
             store,
@@ -365,7 +368,10 @@ class Service:
             start_time_for_new_group=cfg.start_position.resolve,
             idle_grace_s=cfg.idle_grace_s,
             account=account,
+            discovery_interval_s=cfg.discovery_interval_s,
+            forget_after_s=cfg.forget_after_s,
         )
+        self.discovery = discovery
         self._discovery = discovery
         await discovery.load()
         fetch_scope = anyio.CancelScope()
@@ -414,7 +420,7 @@ class Service:
         while True:
             await discovery.cycle()
             self.health.task_ok("discovery")
-            await anyio.sleep(self.cfg.discovery_interval_s)
+            await anyio.sleep(discovery.tick_s)
 
     async def _crash_only(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a stage that holds events. An unexpected exception is never
@@ -469,6 +475,8 @@ class Service:
             st.events_out += n
             st.delivered_total += n
             per_group[c.key.group] = per_group.get(c.key.group, 0) + n
+            if st.committed.last_ts is not None:
+                self.registry.delivered(c.key.group, 0, last_ts=st.committed.last_ts)
         for key, k in dead.items():
             st = self.registry.streams.get(key)
             if st is not None:
@@ -476,43 +484,62 @@ class Service:
                 st.delivered_total -= k
                 st.dead_lettered += k
                 per_group[key.group] = per_group.get(key.group, 0) - k
+                self.registry.delivered(key.group, 0, dead=k)
         for group, k in per_group.items():
+            self.registry.delivered(group, k)
             if k > 0:
                 self.metrics.events_shipped.labels(group).inc(k)
         self.metrics.last_delivery.set(time.time())
 
     # -- views ------------------------------------------------------------------
 
+    def _read(self, st: StreamState, n: int) -> None:
+        self.metrics.events_read.labels(st.key.group).inc(n)
+        self.registry.read(st, n)
+
     def refresh_metrics(self) -> None:
+        reg = self.registry
         self.metrics.refresh(
-            self.registry.streams.values(),
+            reg.awake.values(),
             buffer_events=self.budget.events,
             buffer_bytes=self.budget.bytes,
             rates={op: r.rate for op, r in self._logs.rates.items()} if self._logs else {},
             healthy=self.health.verdict(self.budget.events)[0],
+            counts=reg.counts,
+            newest=reg.newest,
         )
         stalled = self.health.stalled_for() > self.health.stall_timeout_s
         self.metrics.delivery_stalled.set(1 if stalled else 0)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``/stats``: per group aggregates (kept by the registry, cheap with
+        10^6 streams); per-stream detail for one group (``?group=``) or when
+        few streams are known, paged by ``limit`` (default and maximum
+        :data:`STATS_PAGE`) and ``after`` (the last stream name of the
+        previous page); ``?streams=false`` leaves it out."""
+        query = query or {}
         self.refresh_metrics()  # current group lag figures
         now = _now_ms()
+        reg = self.registry
+        only = query.get("group")
+        want_streams = query.get("streams", "").lower() not in _FALSE
+        inline = only is not None or len(reg) <= STATS_PAGE
+        try:
+            limit = max(1, min(STATS_PAGE, int(query.get("limit", STATS_PAGE))))
+        except ValueError:
+            limit = STATS_PAGE
+        after = query.get("after")
+        names = set(reg.by_group) | set(reg.totals)
+        if only is not None:
+            names &= {only}
         groups: dict[str, dict[str, Any]] = {}
-        for st in sorted(self.registry.streams.values(), key=lambda s: (s.key.group, s.key.stream)):
-            g = groups.setdefault(
-                st.key.group,
-                {"events": {"in": 0, "out": 0, "dead_lettered": 0}, "streams": {}},
-            )
-            g["events"]["in"] += st.events_in
-            g["events"]["out"] += st.events_out
-            g["events"]["dead_lettered"] += st.dead_lettered
-            view = stream_view(st, now)
-            view["ingestion_lag_s"] = round(
-                stream_ingestion_lag_s(st, self.metrics.in_flight, now), 1
-            )
-            g["streams"][st.key.stream] = view
         listed_class = self._discovery.group_class if self._discovery is not None else {}
-        for name, g in groups.items():
+        for name in sorted(names):
+            t = reg.totals.get(name, [0, 0, 0])
+            g: dict[str, Any] = {
+                "events": {"in": t[0], "out": t[1], "dead_lettered": t[2]},
+                "streams_by_state": reg.group_counts(name),
+            }
             if name in listed_class:
                 g["log_class"] = listed_class[name]
             if name in self.health.groups_refused:
@@ -522,7 +549,21 @@ class Service:
                 None if figures is None or figures.lag_s is None else round(figures.lag_s, 1)
             )
             g["ingestion_lag_s"] = None if figures is None else round(figures.ingestion_lag_s, 1)
+            if want_streams and inline:
+                page = list(reg.page(name, after, limit + 1))
+                views = {}
+                for st in page[:limit]:
+                    view = stream_view(st, now)
+                    view["ingestion_lag_s"] = round(
+                        stream_ingestion_lag_s(st, self.metrics.in_flight, now), 1
+                    )
+                    views[st.key.stream] = view
+                g["streams"] = views
+                if len(page) > limit:
+                    g["streams_next"] = page[limit - 1].key.stream
+            groups[name] = g
         ok, health = self.health.verdict(self.budget.events)
+        d = self.discovery
         return {
             "status": health["status"],
             "healthy": ok,
@@ -555,6 +596,16 @@ class Service:
                     "refusing_requests": self.health.sink_refusing,
                 },
                 "database_error": self.health.store_error,
+                "schedule": {
+                    "known_streams": len(reg),
+                    "awake_streams": len(reg.awake),
+                    "taken_hot": self.schedule.taken[0],
+                    "taken_quiet": self.schedule.taken[1],
+                    "faded_to_idle": self.schedule.faded,
+                    "forgotten": reg.forgotten,
+                    "describe_pages": dict(d.pages) if d else {},
+                    "deep_walks": d.deep_walks if d else 0,
+                },
             },
             "groups": groups,
         }
@@ -573,6 +624,10 @@ def stream_view(st: StreamState, now_ms: int) -> dict[str, Any]:
         "checkpoint_ms": st.checkpoint_ms,
         "last_error": st.last_error,
     }
+
+
+STATS_PAGE = 1000
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _now_ms() -> int:

@@ -113,6 +113,7 @@ class GroupRow:
     first_seen_ms: int
     start_time_ms: int | None
     deleted_ms: int | None
+    walked_ms: int | None = None  # start of the last complete deep walk (migration 0002)
 
 
 @dataclass(slots=True)
@@ -408,9 +409,29 @@ class Store:
     async def load_groups(self) -> dict[str, GroupRow]:
         with _edge(self.path, "cannot read"):
             rows = await self._db.execute_fetchall(
-                "SELECT name, first_seen_ms, start_time_ms, deleted_ms FROM groups"
+                "SELECT name, first_seen_ms, start_time_ms, deleted_ms, walked_ms FROM groups"
             )
-        return {r[0]: GroupRow(r[0], r[1], r[2], r[3]) for r in rows}
+        return {r[0]: GroupRow(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    async def save_group_walked(self, name: str, walked_ms: int | None) -> None:
+        """Record when the last complete deep walk of a group started."""
+        async with self._fenced() as db:
+            await db.execute("UPDATE groups SET walked_ms = ? WHERE name = ?", (walked_ms, name))
+
+    async def prune_streams(self, keys: Sequence[StreamKey]) -> None:
+        """Forget streams (fully delivered and gone, or idle beyond
+        ``CWC_FORGET_AFTER``): their rows are deleted."""
+        if not keys:
+            return
+        async with self._fenced() as db:
+            await db.executemany(
+                "DELETE FROM streams WHERE group_name = ? AND stream_name = ?",
+                [(k.group, k.stream) for k in keys],
+            )
+
+    async def stream_count(self) -> int:
+        rows = await self._db.execute_fetchall("SELECT COUNT(*) FROM streams")
+        return int(next(iter(rows))[0])
 
     async def load_streams(self, group: str | None = None) -> list[StreamRow]:
         sql = f"SELECT {_STREAM_COLS} FROM streams"
@@ -425,11 +446,11 @@ class Store:
     async def save_group(self, row: GroupRow) -> None:
         async with self._fenced() as db:
             await db.execute(
-                "INSERT INTO groups (name, first_seen_ms, start_time_ms, deleted_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "INSERT INTO groups (name, first_seen_ms, start_time_ms, deleted_ms, walked_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "first_seen_ms = excluded.first_seen_ms, start_time_ms = excluded.start_time_ms, "
-                "deleted_ms = excluded.deleted_ms",
-                (row.name, row.first_seen_ms, row.start_time_ms, row.deleted_ms),
+                "deleted_ms = excluded.deleted_ms, walked_ms = excluded.walked_ms",
+                (row.name, row.first_seen_ms, row.start_time_ms, row.deleted_ms, row.walked_ms),
             )
 
     async def forget_streams(self, group: str, streams: Iterable[str] | None = None) -> None:

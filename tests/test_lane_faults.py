@@ -540,7 +540,14 @@ async def test_a_chunk_that_cannot_be_handed_over_is_read_again_not_skipped() ->
 
     class Logs:
         async def get_log_events(
-            self, group: str, stream: str, token: str | None, start: int | None, limit: int = 0
+            self,
+            group: str,
+            stream: str,
+            token: str | None,
+            start: int | None,
+            limit: int = 0,
+            *,
+            paced: bool = True,
         ) -> Page:
             events = [LogEvent(T0 + i, msgspec.Raw(b'"m"'), T0 + i) for i in range(4)]
             return Page(events, "next-token")

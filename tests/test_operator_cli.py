@@ -130,6 +130,11 @@ def test_check_all_pass(moto: Moto, sink: RecordingSink, make_product: Any) -> N
     assert "DescribeLogStreams and GetLogEvents permitted" in by_what["✓ group /g"]
     assert "no streams yet" in by_what["✓ group /aws/lambda/fn"]
     assert "answered HTTP 200" in by_what["✓ sink"]
+    assert by_what["✓ poll policy"] == (
+        "✓ poll policy: 10/s GetLogEvents; active streams re-polled within 500ms, quiet ones "
+        "at half their quiet time up to 10m, idle after 2h, forgotten after 7d idle; streams "
+        "listed every 333ms (newest first, as deep as what changed), 5/s Describe*"
+    )
     assert lines[-1] == f"{len(by_what)} passed, 0 failed"
     assert not Path(product.env["CWC_DB_PATH"]).exists(), "check creates nothing"
 

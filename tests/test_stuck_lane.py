@@ -49,8 +49,19 @@ class EndlessLogs:
 
     calls: int = 0
 
+    async def pace(self, op: str) -> None:
+        """No rate here: the test is about workers, not the quota."""
+        await anyio.lowlevel.checkpoint()
+
     async def get_log_events(
-        self, group: str, stream: str, token: str | None, start: int | None, limit: int = 10000
+        self,
+        group: str,
+        stream: str,
+        token: str | None,
+        start: int | None,
+        limit: int = 10000,
+        *,
+        paced: bool = True,
     ) -> Page:
         self.calls += 1
         await anyio.lowlevel.checkpoint()
