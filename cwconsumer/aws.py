@@ -45,7 +45,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from cwconsumer.arns import is_group_arn, role_account
+from cwconsumer.arns import is_group_arn, parse_group_arn, role_account
 from cwconsumer.errors import (
     AccessDenied,
     AwsError,
@@ -523,9 +523,20 @@ class LogsClient:
 
     async def caller_account(self) -> str:
         """The AWS account id the credentials read from: the assumed role's
-        account, else STS GetCallerIdentity (allowed to every principal)."""
+        account; else the account in the ARN of one of the credentials' own
+        groups (DescribeLogGroups, on the CloudWatch Logs endpoint that every
+        other call uses, so that no STS endpoint is needed: a VPC with only a
+        logs endpoint, or ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` alone); else,
+        in an account without groups yet, STS GetCallerIdentity (allowed to
+        every principal). The answers agree: a group's ARN names the account
+        that owns it, and without linked accounts only the own ones are listed."""
         if self.role is not None:
             return self.role.account
+        listed = await self._call("DescribeLogGroups", limit=1)
+        for g in listed.get("logGroups", []):
+            arn = parse_group_arn(str(g.get("logGroupArn") or g.get("arn") or ""))
+            if arn is not None:
+                return arn.account
         assert self._session is not None
         try:
             with anyio.fail_after(self.timeout_s + 5):

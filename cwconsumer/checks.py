@@ -223,7 +223,7 @@ async def _check_account(logs: LogsClient) -> Result:
         account = await logs.caller_account()
     except CwcError as exc:
         return Result(False, "AWS account", f"cannot be told (part of event.id): {exc}")
-    how = "the role's" if logs.role is not None else "STS GetCallerIdentity"
+    how = "the role's" if logs.role is not None else "a group's ARN, or STS GetCallerIdentity"
     return Result(True, "AWS account", f"{account} ({how}); groups named by ARN keep their own")
 
 

@@ -81,7 +81,7 @@ def test_every_event_of_three_groups_arrives_in_order_and_new_things_flow(
     assert_stream_order(docs)
     d = next(x for x in docs if x["message"] == fresh[0])
     assert d["aws"]["cloudwatch"] == {"log_group": "/aws/lambda/new-fn", "log_stream": "x"}
-    # The account comes from STS GetCallerIdentity (moto's default account).
+    # The account comes from a group's ARN (moto's default account).
     assert d["cloud"] == {
         "provider": "aws",
         "region": "us-east-1",

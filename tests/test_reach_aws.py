@@ -177,7 +177,9 @@ def test_prefix_discovery_with_list_log_groups_and_the_fallback(
     listed = fake.counts("ListLogGroups")
     described = fake.counts("DescribeLogGroups")
     if listing:
-        assert listed.ok >= 1 and described.total == 0
+        # One DescribeLogGroups at start-up tells the account (a group's ARN);
+        # the prefix itself is listed with ListLogGroups only.
+        assert listed.ok >= 1 and described.total == 1
     else:
         assert listed.errors == {"UnknownOperationException": 1}, "asked once, then never again"
         assert described.ok >= 1
@@ -368,3 +370,21 @@ def test_linked_accounts_groups_are_keyed_by_arn_and_match_prefixes_by_name() ->
     assert group_name(key) == "/app/x" and group_account(key, "123456789012") == SOURCE
     assert group_matches(key, (), ("/app/",)) and not group_matches(key, (), ("/other/",))
     assert listed_group_key({"arn": "x"}, "1") is None
+
+
+def test_the_account_is_read_from_a_groups_arn_without_an_sts_endpoint(
+    start_fakecwl: Any, make_fake_product: Any, sink: RecordingSink
+) -> None:
+    """Only the CloudWatch Logs endpoint is reachable (a VPC with a logs
+    endpoint alone): the account in event.id comes from a group's ARN, and
+    reading starts without STS."""
+    fake = start_fakecwl()
+    writer = Writer(fake, seed=7)
+    writer.put("/app/a", "s", 10)
+    product = make_fake_product(
+        fake, sink.url, CWC_LOG_GROUPS="/app/a", AWS_ENDPOINT_URL_STS="http://127.0.0.1:9"
+    ).start()
+    wait_until(lambda: len(sink.docs()) >= 10, 60, "events without an STS endpoint")
+    assert product.terminate() == 0
+    assert {d["cloud"]["account"]["id"] for d in sink.docs()} == {fake.account_id}
+    assert fake.counts("GetCallerIdentity").total == 0

@@ -277,8 +277,8 @@ class StreamTruth:
         for ts in stamps:
             ordinal = ordinal + 1 if ts == prev else 0
             prev = ts
-            # The product reads the stand-in's account (STS GetCallerIdentity
-            # on the same endpoint) in its Region: both are part of event.id.
+            # The product reads the stand-in's account (from a group's ARN)
+            # in its Region: both are part of event.id.
             ids.append(
                 event_id(group, stream, ts, ordinal, account=fake.account_id, region=fake.region)
             )
