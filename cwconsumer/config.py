@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cwconsumer.errors import ConfigError
-from cwconsumer.secrets import SENSITIVE_NAME
+from cwconsumer.secrets import SENSITIVE_NAME, header_is_secret
 from cwconsumer.units import format_duration, parse_bool, parse_duration, parse_size
 
 __all__ = [
@@ -354,7 +354,7 @@ class Config:
             if item.name == "sink_url":
                 out[item.name] = _redact_url(value)
             elif item.name == "sink_headers":
-                out[item.name] = {k: _REDACTED if _SENSITIVE.search(k) else v for k, v in value}
+                out[item.name] = {k: _REDACTED if header_is_secret(k, v) else v for k, v in value}
             elif item.name == "loki_labels":
                 out[item.name] = dict(value)
             elif item.name == "start_position":

@@ -27,7 +27,7 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
-from cwconsumer.secrets import SENSITIVE_NAME, SENSITIVE_WORDS, url_secrets
+from cwconsumer.secrets import SENSITIVE_WORDS, header_is_secret, url_secrets
 
 if TYPE_CHECKING:
     from cwconsumer.config import Config
@@ -100,7 +100,7 @@ def secrets_of(cfg: Config) -> list[str]:
         out.append(cfg.sink_token.get())
     if cfg.aws_external_id:
         out.append(cfg.aws_external_id.get())
-    out.extend(v for k, v in cfg.sink_headers if SENSITIVE_NAME.search(k))
+    out.extend(v for k, v in cfg.sink_headers if header_is_secret(k, v))
     out.extend(url_secrets(cfg.sink_url))  # every query value of the sink URL
     out.extend(aws_secrets())
     return out

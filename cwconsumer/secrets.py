@@ -38,6 +38,14 @@ log line would hide more than it protects. The URL itself is always shown
 with every query value masked."""
 
 
+def header_is_secret(name: str, value: str) -> bool:
+    """Whether a ``CWC_SINK_HEADERS`` value is masked wherever text is shown:
+    under a sensitive name, or as long as :data:`URL_VALUE_MIN_CHARS`
+    whatever its name (vendors carry API keys in headers no pattern can
+    list: ``x-honeycomb-team``, ``X-Scope-OrgID`` tokens, ...)."""
+    return bool(SENSITIVE_NAME.search(name)) or len(value) >= URL_VALUE_MIN_CHARS
+
+
 def _secret_param(name: str) -> bool:
     return bool(SENSITIVE_NAME.search(name)) or name.lower() in ("sig", "sv", "se", "sp")
 

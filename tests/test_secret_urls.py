@@ -16,7 +16,7 @@ from cwconsumer.model import OutBatch
 from cwconsumer.secrets import SENSITIVE_NAME, url_secrets
 from cwconsumer.sinks import http
 from cwconsumer.sinks.base import Outcome
-from cwconsumer.sinks.factory import build_sink
+from cwconsumer.sinks.factory import build_sink, http_options
 from tests.support.harness import free_port
 
 SIGNED = {
@@ -80,3 +80,23 @@ async def test_a_sink_error_names_the_url_without_its_query_values(tmp_path: Pat
         assert value not in text, text
     assert re.search(r"pipeline=\*\*\*", text)
     assert str(cfg.redacted()["sink_url"]).count("***") == len(SIGNED)
+
+
+def test_a_vendor_api_key_header_is_masked_whatever_its_name() -> None:
+    """Honeycomb's key travels in ``x-honeycomb-team``, a name no pattern
+    lists: a header value that long is a secret in the shown configuration,
+    the log redactor's list and the sink's error texts."""
+    key = "hcaik_01j9examplekey0000000000"
+    cfg = load_config(
+        {
+            "CWC_LOG_GROUPS": "/g",
+            "CWC_SINK_URL": "http://127.0.0.1:1/",
+            "CWC_SINK_FORMAT": "otlp",
+            "AWS_REGION": "us-east-1",
+            "CWC_SINK_HEADERS": f'{{"x-honeycomb-team": "{key}", "X-Env": "prod"}}',
+        }
+    )
+    shown = str(cfg.redacted())
+    assert key not in shown and "prod" in shown
+    assert key in logs.secrets_of(cfg) and "prod" not in logs.secrets_of(cfg)
+    assert key in http._secret_values(http_options(cfg))

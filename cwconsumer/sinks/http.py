@@ -53,7 +53,7 @@ import anyio.to_thread
 from cwconsumer import __version__
 from cwconsumer.errors import ConfigError, SinkError
 from cwconsumer.model import OutBatch
-from cwconsumer.secrets import SENSITIVE_NAME
+from cwconsumer.secrets import header_is_secret
 from cwconsumer.sinks.base import Outcome, SendResult
 from cwconsumer.sinks.formats import PlainFormat, dumps_each
 
@@ -207,7 +207,7 @@ def _secret_values(options: HttpOptions) -> list[str]:
         _, _, credential = options.authorization.partition(" ")
         if credential:
             values.append(credential)
-    values.extend(v for k, v in options.headers if v and SENSITIVE_NAME.search(k))
+    values.extend(v for k, v in options.headers if v and header_is_secret(k, v))
     # Longest first so a value containing another is masked whole.
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
