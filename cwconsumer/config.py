@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cwconsumer.errors import ConfigError
-from cwconsumer.secrets import SENSITIVE_NAME, header_is_secret
+from cwconsumer.secrets import header_is_secret
 from cwconsumer.units import format_duration, parse_bool, parse_duration, parse_size
 
 __all__ = [
@@ -129,7 +129,6 @@ _HOSTNAME = re.compile(
 )
 _SPLUNK_INDEX = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SENSITIVE = SENSITIVE_NAME
 # Set by the HTTP sender itself; letting an operator override them breaks framing.
 _RESERVED_HEADERS = frozenset(
     {"content-length", "content-encoding", "transfer-encoding", "host", "connection"}

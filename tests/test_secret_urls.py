@@ -36,7 +36,7 @@ def signed_url(port: int) -> str:
 
 
 def test_one_sensitive_name_pattern_is_used_everywhere() -> None:
-    assert config_module._SENSITIVE is SENSITIVE_NAME
+    assert not hasattr(config_module, "_SENSITIVE")  # headers: secrets.header_is_secret
     assert not hasattr(http, "_SECRET_HEADER")
     assert not hasattr(logs, "_SENSITIVE_HEADER")
     for name in ("Authorization", "X-Api-Key", "X-Auth-Token", "Cookie", "X-Signature"):
