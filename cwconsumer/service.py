@@ -56,7 +56,7 @@ from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
 from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed, StoreError
-from cwconsumer.flow import Budget, Router
+from cwconsumer.flow import Budget, ChannelClosed, Router
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.model import Chunk, StreamKey
@@ -375,14 +375,18 @@ class Service:
         self._discovery = discovery
         await discovery.load()
         fetch_scope = anyio.CancelScope()
+        fetchers_done = anyio.Event()
         lanes_done = anyio.Event()
 
         async def fetchers() -> None:
-            with fetch_scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
-                    for i in range(cfg.workers):
-                        tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
+            try:
+                with fetch_scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
+                        for i in range(cfg.workers):
+                            tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
+            finally:
+                fetchers_done.set()
 
         async def run_lanes() -> None:
             async with anyio.create_task_group() as tg:
@@ -398,10 +402,17 @@ class Service:
             await self._stop.wait()
             # Graceful stop: no more reading, then deliver what was read.
             self.health.stopping = True
+            stop_by = anyio.current_time() + cfg.shutdown_timeout_s
             fetch_scope.cancel()
+            # The lanes' channels close only once every reader has ended: a
+            # reader whose page has just arrived is ready to run, and a
+            # cancellation reaches it only at its next wait, after it has
+            # routed that page (into a closed channel, the old code crashed).
+            with anyio.move_on_at(stop_by):
+                await fetchers_done.wait()
             for lane in lanes:
                 lane.channel.close()
-            with anyio.move_on_after(cfg.shutdown_timeout_s):
+            with anyio.move_on_at(stop_by):
                 await lanes_done.wait()
             if not lanes_done.is_set():
                 log.warning(
@@ -432,6 +443,10 @@ class Service:
         except (LeaseLost, anyio.get_cancelled_exc_class()):
             raise
         except Exception as exc:
+            if isinstance(exc, ChannelClosed) and self.health.stopping:
+                # A reader still running when a stop's deadline closed the
+                # lanes: its page was given back (reader.poll); it ends here.
+                return
             cause = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CwcError) else str(exc)
             self.health.task_failed(name, cause)
             log.exception("stage failed; stopping the process", extra={"task": name})

@@ -201,6 +201,9 @@ def make_product(tmp_path: Path) -> Iterator[Callable[..., Product]]:
     yield make
     for p in made:
         p.stop_quietly()
+        # Shown by pytest only when the test failed: what the product said.
+        print(f"--- {p.log_path.name} (last 60 lines) ---")
+        print("\n".join(p.logs().splitlines()[-60:]))
 
 
 def wait_until(
@@ -251,3 +254,6 @@ def make_fake_product(tmp_path: Path) -> Iterator[Callable[..., Product]]:
     yield make
     for p in made:
         p.stop_quietly()
+        # Shown by pytest only when the test failed: what the product said.
+        print(f"--- {p.log_path.name} (last 60 lines) ---")
+        print("\n".join(p.logs().splitlines()[-60:]))
