@@ -22,6 +22,7 @@ calls answered "end of stream" (``eos_per_prefix``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 import time
 import uuid
@@ -148,6 +149,7 @@ def install(app: web.Application, fake: Any) -> Fleet:
     fleet = Fleet(fake)
 
     async def start(request: web.Request) -> web.Response:
+        fake.read_lag = True
         fleet.start(await request.json())
         return web.Response(text="ok")
 
@@ -166,6 +168,22 @@ def install(app: web.Application, fake: Any) -> Fleet:
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
+    async def read_lag(request: web.Request) -> web.Response:
+        """Percentiles of how long events waited to be read (ingestion to the
+        GetLogEvents answer that returned them), for answers in [since, until)."""
+        since = float(request.query.get("since", "0"))
+        until = float(request.query.get("until", "1e12"))
+        a = bisect.bisect_left(fake.read_lag_t, since)
+        b = bisect.bisect_left(fake.read_lag_t, until)
+        values = sorted(v for batch in fake.read_lag_ms[a:b] for v in batch)
+
+        def pct(q: float) -> float | None:
+            return values[min(len(values) - 1, int(q / 100 * len(values)))] if values else None
+
+        body = {"count": len(values), "p50_ms": pct(50), "p99_ms": pct(99)}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    app.router.add_get("/fleet/read_lag", read_lag)
     app.router.add_post("/fleet", start)
     app.router.add_post("/fleet/stop", stop)
     app.router.add_get("/fleet", stats)

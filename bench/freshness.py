@@ -53,6 +53,14 @@ def settle_args(args: argparse.Namespace) -> None:
     args.months_max_s = 900.0
 
 
+def product_stats(product: Product) -> dict[str, Any]:
+    """The product's ``/stats`` (empty if it does not answer)."""
+    try:
+        return dict(http_json(f"{product.admin}/stats", timeout=10))
+    except OSError:
+        return {}
+
+
 def fleet_stats(standin: Standin) -> dict[str, Any]:
     return dict(http_json(f"{standin.control}/fleet"))
 
@@ -95,6 +103,14 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
             delivered = sink.stats()["events"]
             times = standin.get_times(t0)
             windows = [sink.latency(t0 + 60 * i, t0 + 60 * (i + 1)) for i in range(int(minutes))]
+            read_lag = [
+                http_json(
+                    f"{standin.control}/fleet/read_lag?since={t0 + 60 * i}"
+                    f"&until={t0 + 60 * (i + 1)}"
+                )
+                for i in range(int(minutes))
+            ]
+            schedule = product_stats(product).get("pipeline", {}).get("schedule", {})
             product.stop()
     finally:
         sink.stop()
@@ -118,13 +134,17 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
               "created_streams": after["created"], "peak_rss_mb": peak,
               "rss_samples": rss_samples[::15], "first_delivery_s": first_delivery,
               "old_calls": old_calls, "eos_per_prefix": after["eos_per_prefix"],
-              "get_per_prefix": after["get_per_prefix"]}  # fmt: skip
+              "get_per_prefix": after["get_per_prefix"], "read_lag": read_lag,
+              "schedule": schedule}  # fmt: skip
     log(f"{label}: {detail}")
     n = f"1 run, {minutes:g} × 60-s windows"
     p99_ok = bool(p99s) and max(p99s) <= 15 and len(p99s) == int(minutes)
     rows = [
         Row(label, "latency p50 per minute (s)", " ".join(f"{v:.1f}" for v in p50s), "≤ 5 each",
             verdict(bool(p50s) and max(p50s) <= 5), n, detail),
+        Row(label, "wait to be read p50 per minute (s; ingestion to the GetLogEvents answer)",
+            " ".join(f"{w['p50_ms'] / 1000:.1f}" for w in read_lag if w["p50_ms"] is not None),
+            "-", "n/a", n),
         Row(label, "latency p99 per minute (s)", " ".join(f"{v:.1f}" for v in p99s), "≤ 15 each",
             verdict(p99_ok), n),
         Row(label, "GetLogEvents answered end of stream", f"{eos_share:.1%}", "≤ 25 %",

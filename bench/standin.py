@@ -117,6 +117,12 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         self.get_times: list[float] = []
         self.get_per_prefix: Counter[str] = Counter()
         self.eos_per_prefix: Counter[str] = Counter()  # answered "end of stream"
+        # With ``read_lag`` set (the fleet scenarios): per GetLogEvents answer
+        # with events, (answer time, [answer time - ingestion time, ms]): how
+        # long events waited to be read, apart from what the product adds.
+        self.read_lag = False
+        self.read_lag_t: list[float] = []
+        self.read_lag_ms: list[list[float]] = []
         self._merged: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -136,6 +142,12 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
                     prefix = name.split("-", 1)[0]
                     self.get_per_prefix[prefix] += 1
         status, out = super()._dispatch(op, req)
+        if self.read_lag and prefix is not None and status == 200:
+            events = orjson.loads(out).get("events") or []
+            if events:
+                now = time.time()
+                self.read_lag_t.append(now)
+                self.read_lag_ms.append([now * 1000 - e["ingestionTime"] for e in events])
         if prefix is not None and status == 200 and out.startswith(b'{"events":[]'):
             token = req.get("nextToken")
             if token is None or f'"nextForwardToken":"{token}"'.encode() in out:

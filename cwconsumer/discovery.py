@@ -64,7 +64,17 @@ FEED_MARGIN_S = 10.0
 """A feed walk re-reads this much (at most one tick) before the previous
 walk's start (clock skew, a walk that took long, metadata a little late)."""
 PRUNE_EVERY_S = 300.0
+PRUNE_SLICES = 50
+"""Pruning runs every forget window / this (at most every PRUNE_EVERY_S, at
+least every MIN_PRUNE_EVERY_S), so the streams waiting to be forgotten at
+any time are at most ~1/50 of those known: the known count does not
+saw-tooth with the passes."""
+MIN_PRUNE_EVERY_S = 0.5
 PRUNE_BATCH = 500
+RETENTION_EVERY_S = 3600.0
+"""Groups' retention (DescribeLogGroups' ``retentionInDays``) is read again this often
+when the groups are listed with ListLogGroups (which does not give it)."""
+DAY_MS = 86_400_000
 
 
 def group_matches(name: str, groups: Iterable[str], prefixes: Iterable[str]) -> bool:
@@ -114,6 +124,8 @@ class Discovery:
         self._account = account  # the credentials' own account ("" unknown)
         self.group_class: dict[str, str] = {}  # logGroupClass as listed, per group key
         self._forget_ms = None if forget_after_s is None else int(forget_after_s * 1000)
+        self.retention_ms: dict[str, int] = {}  # group key -> retentionInDays, as listed
+        self._retention_read_ms = -(10**15)
         self.tick_s = discovery_interval_s / 3
         self._groups_every_ms = int(discovery_interval_s * 1000)
         self._groups_listed_ms = -(10**15)
@@ -191,13 +203,36 @@ class Discovery:
         if now - self._groups_listed_ms >= self._groups_every_ms:
             self._groups_listed_ms = now
             self._listed = await self._refresh_groups()
+        if now - self._retention_read_ms >= RETENTION_EVERY_S * 1000:
+            self._retention_read_ms = now
+            await self._read_retention()
         for name in self._listed:
             await self._walk_group(name)
+            await self._prune_if_due()
         await self._reg.save(self._store)
-        if self._forget_ms is not None:
-            every_ms = min(PRUNE_EVERY_S * 1000, self._forget_ms / 4)
-            if _now_ms() - self._pruned_ms >= every_ms:
-                await self.prune()
+        await self._prune_if_due()
+
+    def forget_window_ms(self, group: str) -> int | None:
+        """After how long idle a settled stream of ``group`` is forgotten: the
+        shorter of ``CWC_FORGET_AFTER`` and the group's retention (past it,
+        AWS has deleted or is deleting every event the stream held). None:
+        never (no window configured and no retention)."""
+        retention = self.retention_ms.get(group)
+        if retention is None:
+            return self._forget_ms
+        return retention if self._forget_ms is None else min(self._forget_ms, retention)
+
+    def _prune_every_ms(self) -> float | None:
+        windows = [w for w in (self._forget_ms, *self.retention_ms.values()) if w is not None]
+        if not windows:
+            return None
+        every = min(PRUNE_EVERY_S * 1000, min(windows) / PRUNE_SLICES)
+        return max(MIN_PRUNE_EVERY_S * 1000, every)
+
+    async def _prune_if_due(self) -> None:
+        every_ms = self._prune_every_ms()
+        if every_ms is not None and _now_ms() - self._pruned_ms >= every_ms:
+            await self.prune()
 
     async def _refresh_groups(self) -> list[str]:
         names = list(self._groups)
@@ -241,9 +276,57 @@ class Discovery:
                     names.add(key)
                     if g.get("logGroupClass"):
                         self.group_class[key] = str(g["logGroupClass"])
+                    if not self._logs.list_groups_available:
+                        self._retention_seen(key, g)  # DescribeLogGroups gives it
             if not token:
                 break
         return names
+
+    def _retention_seen(self, key: str, listed: dict[str, Any]) -> None:
+        days = listed.get("retentionInDays")
+        if isinstance(days, int) and days > 0:
+            self.retention_ms[key] = days * DAY_MS
+        else:
+            self.retention_ms.pop(key, None)  # never expire
+
+    async def _read_retention(self) -> None:
+        """Each group's retention from DescribeLogGroups (ListLogGroups, the
+        usual listing, does not give it): one listing per prefix, one call per
+        configured group outside them. Failures leave what was known."""
+        # (Without ListLogGroups the prefixes are listed with DescribeLogGroups
+        # every CWC_DISCOVERY_INTERVAL, and their retention read with it.)
+        for prefix in self._prefixes if self._logs.list_groups_available else ():
+            token: str | None = None
+            for _ in range(MAX_GROUP_PAGES):
+                try:
+                    groups, token = await self._logs.describe_log_groups(prefix, token)
+                except AwsError as exc:
+                    log.warning(
+                        "reading log groups' retention failed",
+                        extra={"prefix": prefix, "error": str(exc)},
+                    )
+                    break
+                for g in groups:
+                    key = self._group_key(g)
+                    if key is not None:
+                        self._retention_seen(key, g)
+                if not token:
+                    break
+        for name in self._groups:
+            if any(group_name(name).startswith(p) for p in self._prefixes):
+                continue
+            plain = group_name(name)
+            try:
+                groups, _ = await self._logs.describe_log_groups(plain, None, limit=5)
+            except AwsError as exc:
+                log.warning(
+                    "reading a log group's retention failed",
+                    extra={"group": name, "error": str(exc)},
+                )
+                continue
+            for g in groups:
+                if g.get("logGroupName") == plain and self._group_key(g) in (name, plain):
+                    self._retention_seen(name, g)
 
     def _group_key(self, listed: dict[str, Any]) -> str | None:
         return listed_group_key(listed, self._account)
@@ -405,8 +488,9 @@ class Discovery:
         shows nothing new since, stays forgotten."""
         if start is not None and (last_event is None or last_event < start - self._grace_ms):
             return False
-        if self._forget_ms is not None and group.walked_ms is not None:
-            line = now - self._forget_ms
+        window = self.forget_window_ms(group.name)
+        if window is not None and group.walked_ms is not None:
+            line = now - window
             if (last_event is None or last_event < line) and (created or 0) < line:
                 return False
         return True
@@ -466,19 +550,26 @@ class Discovery:
         log.warning("log group deleted; its streams are no longer polled", extra={"group": name})
 
     async def prune(self) -> int:
-        """Forget streams that are gone or idle beyond ``CWC_FORGET_AFTER``
+        """Forget streams that are gone, or idle beyond their group's forget
+        window (``CWC_FORGET_AFTER``, or the group's retention if shorter),
         with nothing undelivered: their rows are deleted, then they leave the
         registry. Yields to the event loop every few thousand streams."""
-        assert self._forget_ms is not None
         now = _now_ms()
         self._pruned_ms = now
         candidates: list[StreamKey] = []
+        windows: dict[str, int | None] = {}
         for i, st in enumerate(list(self._reg.streams.values())):
             if st.tier is Tier.QUIET and not st.busy and self._schedule.fade(st):
                 # Quiet past the grace with nothing reported, but its turn in
                 # a busy quiet tier has not come: idle now, without a call.
                 self._schedule.cancel(st)
-            if self._reg.forgettable(st, now, self._forget_ms):
+            group = st.key.group
+            window = (
+                windows[group]
+                if group in windows
+                else windows.setdefault(group, self.forget_window_ms(group))
+            )
+            if self._reg.forgettable(st, now, window):
                 candidates.append(st.key)
             if i % 5000 == 4999:
                 await anyio.lowlevel.checkpoint()
@@ -490,7 +581,7 @@ class Discovery:
                 again = self._reg.streams.get(key)
                 # Looked at again: discovery is this task, but a worker may
                 # have taken a deleted stream meanwhile.
-                if again is not None and self._reg.forgettable(again, now, self._forget_ms):
+                if again is not None and self._reg.forgettable(again, now, windows[key.group]):
                     self._reg.remove(key)
                     done += 1
         self._reg.forgotten += done

@@ -85,13 +85,17 @@ class Reader:
         """Runs until cancelled. Memory first, then a stream: a worker never
         holds a stream while it waits for budget, so the schedule's order
         (earliest due first, backlogs taking turns) decides who reads next."""
+        slot = False
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
             # The call's slot first, then the stream: the schedule decides who
             # gets a slot at the moment the slot comes, so a stream that became
             # due meanwhile (hot, or just found) is not queued behind streams
-            # chosen a second earlier.
-            await self._logs.pace("GetLogEvents")
+            # chosen a second earlier. A slot not used (the stream parked or
+            # put back) is kept for the next stream, not wasted.
+            if not slot:
+                await self._logs.pace("GetLogEvents")
+                slot = True
             st = await self._schedule.take()
             if not self._ready(st):
                 # Its lane is full (a slow or stuck sink lane): park it until
@@ -104,6 +108,7 @@ class Reader:
             if not reserved:  # another worker took the room meanwhile
                 self._schedule.put_back(st)
                 continue
+            slot = False
             delay: float | None = 0.0
             try:
                 delay = await self.poll(st, reserved)

@@ -148,15 +148,17 @@ class Registry:
         self.dirty.clear()
         return out
 
-    def forgettable(self, st: StreamState, now_ms: int, forget_after_ms: int) -> bool:
+    def forgettable(self, st: StreamState, now_ms: int, forget_after_ms: int | None) -> bool:
         """Whether ``st`` may be forgotten now: deleted (gone for AWS) or idle
-        beyond ``forget_after_ms`` by every clock we have, and in either case
-        with nothing read and undelivered, nothing reported unread, no worker
-        on it. Never a stream with undelivered events."""
+        beyond ``forget_after_ms`` (None: never) by every clock we have, and in
+        either case with nothing read and undelivered, nothing reported
+        unread, no worker on it. Never a stream with undelivered events."""
         if st.pending_events or st.busy or st.scheduled or st.committed != st.read_pos:
             return False
         if st.state is State.DELETED:
             return True
+        if forget_after_ms is None:
+            return False
         line = now_ms - forget_after_ms
         return (
             st.state is State.IDLE

@@ -128,6 +128,8 @@ class Rig:
             idle_grace_s=grace,
             quiet_poll_interval_s=kw.pop("quiet_poll_interval_s", 600.0),
             on_state=self.reg.moved,
+            ready=kw.pop("ready", lambda st: True),
+            park=kw.pop("park", lambda st: None),
         )
         self.schedule = self.reader._schedule
         self.schedule.fade = self.reader.fade
@@ -137,7 +139,7 @@ class Rig:
             self.reg,
             self.schedule,
             groups=kw.pop("groups", ("/g",)),
-            prefixes=(),
+            prefixes=kw.pop("prefixes", ()),
             start_time_for_new_group=kw.pop("start", lambda now: None),
             idle_grace_s=grace,
             discovery_interval_s=kw.pop("discovery_interval_s", 30.0),
@@ -442,3 +444,104 @@ def test_registry_aggregates_follow_every_change_and_pages_are_in_name_order() -
     second = [st.key.stream for st in reg.page("/g", first[-1], 1000)]
     assert first == sorted(first) and second == sorted(second) and first[-1] < second[0]
     assert first[0] == "s00000" and len(first) == len(second) == 1000
+
+
+# ----------------------------------------------------------------------------- pacing
+
+
+async def test_a_slot_is_not_wasted_on_a_stream_whose_lane_is_full(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """The reader takes its rate slot, then a stream; a stream it cannot read
+    now (its lane full: parked) leaves the slot to the next stream. At 2 calls
+    a second, a wasted slot would put the next read 0.5 s later."""
+    parked: list[StreamState] = []
+    rig = rig_factory(get_rate=2, ready=lambda st: st.key.stream != "blocked", park=parked.append)
+    t = now_ms()
+    rig.fake.put("/g", "blocked", [(t, "b")])
+    rig.fake.put("/g", "free", [(t, "f")])
+    await rig.discovery.cycle()
+    sched = rig.schedule
+    for name, delay in (("blocked", -2.0), ("free", -1.0)):  # blocked first
+        st = rig.reg.streams[StreamKey("/g", name)]
+        sched.cancel(st)
+        sched.add(st, delay)
+    started = time.monotonic()
+    await run_workers(rig, 1, lambda: rig.messages() == ["f"], 5)
+    took = time.monotonic() - started
+    assert [st.key.stream for st in parked] == ["blocked"]
+    assert took < 0.3, took
+
+
+# ----------------------------------------------------------------------------- forgetting
+
+
+async def test_streams_are_forgotten_soon_after_their_window_not_in_big_sweeps(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Pruning runs every 1/50 of the forget window (at least every 0.5 s), as
+    part of discovery's ticks: a stream is forgotten within about that of
+    becoming forgettable, so the known count does not saw-tooth."""
+    rig = rig_factory(forget_after_s=40.0, idle_grace_s=5.0)
+    t = now_ms() - 41_000
+    rig.fake.add_stream("/g", "s", creation_time_ms=t)
+    rig.fake.put("/g", "s", [(t, "one")], ingestion_time_ms=t)
+    await rig.discovery.cycle()
+    await run_workers(rig, 1, lambda: rig.messages() == ["one"], 10)
+    # Every clock of the stream 41 s back (it was read just now): forgettable.
+    await _idle_delivered(rig, "s", t)
+    await anyio.sleep(1.0)  # > 40 s / 50; a tenth of the 10 s a quarter-window pass waited
+    await rig.discovery.cycle()
+    assert StreamKey("/g", "s") not in rig.reg.streams
+    assert await rig.store.load_streams() == []
+
+
+async def _idle_delivered(rig: Rig, name: str, at_ms: int) -> StreamState:
+    st = rig.reg.streams[StreamKey("/g", name)]
+    rig.schedule.cancel(st)
+    rig.reg.set_state(st, State.IDLE)
+    st.created_ms = st.last_read_ms = st.last_ingestion_seen_ms = st.checkpoint_ms = at_ms
+    st.last_event_seen_ms = at_ms
+    st.committed = st.read_pos = Checkpoint("f/1/s", None, 0, at_ms, 0)
+    return st
+
+
+@pytest.mark.parametrize("listing", ["configured", "ListLogGroups"])
+async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
+    rig_factory: Callable[..., Rig], listing: str
+) -> None:
+    """retentionInDays (DescribeLogGroups) shortens the forget window of its
+    group: a delivered idle stream whose last event is past retention holds
+    nothing AWS keeps and is forgotten, well before CWC_FORGET_AFTER; one with
+    events not delivered is kept; it is not recorded again by a deep walk."""
+    if listing == "ListLogGroups":
+        rig = rig_factory(forget_after_s=7 * 86400, idle_grace_s=3600, groups=(), prefixes=("/g",))
+        rig.fake.list_log_groups = True  # which does not give the retention
+    else:
+        rig = rig_factory(forget_after_s=7 * 86400, idle_grace_s=3600)
+    old, recent = now_ms() - 2 * 24 * HOUR_MS, now_ms() - 2 * HOUR_MS
+    at = {"expired": old, "expired-pending": old, "recent": recent}
+    for name, t in at.items():
+        rig.fake.add_stream("/g", name, creation_time_ms=t)
+        rig.fake.put("/g", name, [(t, f"{name} 1")], ingestion_time_ms=t)
+    rig.fake.set_retention("/g", 1)
+    await rig.discovery.cycle()
+    assert rig.discovery.forget_window_ms("/g") == 24 * HOUR_MS
+    for name, t in at.items():
+        await _idle_delivered(rig, name, t)
+    rig.reg.streams[StreamKey("/g", "expired-pending")].pending_events = 1
+    assert await rig.discovery.prune() == 1
+    assert {k.stream for k in rig.reg.streams} == {"expired-pending", "recent"}
+    assert {r.key.stream for r in await rig.store.load_streams()} == {
+        "expired-pending",
+        "recent",
+    }
+    rig.reg.groups["/g"].walked_ms = now_ms() - 10 * 24 * HOUR_MS  # a deep walk to the end
+    await rig.discovery.cycle()
+    assert StreamKey("/g", "expired") not in rig.reg.streams
+    # Retention removed (never expire): the window is CWC_FORGET_AFTER again.
+    rig.fake.set_retention("/g", None)
+    rig.discovery._retention_read_ms = 0
+    rig.discovery._groups_listed_ms = 0
+    await rig.discovery.cycle()
+    assert rig.discovery.forget_window_ms("/g") == 7 * 86400 * 1000

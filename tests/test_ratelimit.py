@@ -118,3 +118,18 @@ async def test_every_paced_call_is_checked_as_its_request_leaves(
         await logs.describe_log_groups(None, None)
         for op in ("GetLogEvents", "DescribeLogStreams", "DescribeLogGroups"):
             assert len(logs.rates[op]._departures) == 1, op
+
+
+@pytest.mark.anyio
+async def test_the_reservations_alone_keep_within_the_departure_window() -> None:
+    """Slots are DEPARTURE_WINDOW_S / rate apart: reserved back to back, no
+    window holds more than the rate, so with a backlog the requests are not
+    queued at departure (each holding the stream a reader picked at its slot,
+    up to workers / rate seconds before it could leave)."""
+    rate = AdaptiveRate(50)
+    times = []
+    for _ in range(60):
+        await rate.acquire()
+        times.append(time.monotonic())
+    # (2 ms short of the window: a timer may fire a little early.)
+    assert most_in_any_window(times, DEPARTURE_WINDOW_S - 0.002) <= 50

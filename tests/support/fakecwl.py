@@ -228,6 +228,7 @@ class _Group:
         "log_class",
         "name",
         "order_cache",
+        "retention_days",
         "streams",
         "uid",
         "version",
@@ -235,6 +236,7 @@ class _Group:
 
     def __init__(self, name: str, uid: int, creation_ms: int) -> None:
         self.log_class = "STANDARD"
+        self.retention_days: int | None = None  # None: never expire
         self.data_protection: str | None = None
         self.name = name
         self.uid = uid
@@ -856,6 +858,12 @@ class FakeCloudWatchLogs:
         )
         return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
+    def set_retention(self, name: str, days: int | None) -> None:
+        """The group's ``retentionInDays`` as DescribeLogGroups shows it (None:
+        never expire). Events are not expired by it here."""
+        with self._lock:
+            self._group(name).retention_days = days
+
     def set_group_class(self, name: str, log_class: str) -> None:
         """``logGroupClass`` of a group. GetLogEvents on a group of a class in
         ``refused_classes`` is refused (``class_refusal_message``)."""
@@ -1214,6 +1222,8 @@ class FakeCloudWatchLogs:
                 )
                 if group.data_protection is not None:
                     item["dataProtectionStatus"] = group.data_protection
+                if group.retention_days is not None:
+                    item["retentionInDays"] = group.retention_days
             items.append(item)
         out: dict[str, Any] = {"logGroups": items}
         if offset + limit < len(names):
