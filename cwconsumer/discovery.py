@@ -58,7 +58,11 @@ __all__ = ["Discovery", "Registry", "group_matches"]
 
 log = logging.getLogger("cwconsumer.discovery")
 
-MAX_PAGES = 2_000  # 100,000 streams per group per walk
+MAX_PAGES = 200
+"""DescribeLogStreams pages (50 streams each) of one group's walk per tick
+(40 s at the default CWC_DESCRIBE_RATE, so the other groups' feeds go on): a
+deep walk longer than that goes on from where it stopped at the next tick,
+after a feed walk of the group's top, so it ends however large the group."""
 MAX_GROUP_PAGES = 200
 FEED_MARGIN_S = 10.0
 """A feed walk re-reads this much (at most one tick) before the previous
@@ -131,6 +135,9 @@ class Discovery:
         self._groups_listed_ms = -(10**15)
         self._listed: list[str] = []
         self._feed_mark: dict[str, int] = {}  # group -> start of the last complete walk
+        # group -> a deep walk cut by MAX_PAGES: (its next page's token, when it
+        # started, its stop line); it goes on at the next tick.
+        self._resume: dict[str, tuple[str, int, int | None]] = {}
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
         self._pruned_ms = _now_ms()
@@ -349,27 +356,60 @@ class Discovery:
     async def _walk_group(self, name: str) -> None:
         now = _now_ms()
         row = self._reg.groups.get(name)
+        resume = self._resume.pop(name, None)
+        if resume is not None and row is not None and row.deleted_ms is None:
+            # A deep walk cut short at the last tick: first what changed since
+            # it started (the feed, from the top), then on from where it stopped.
+            token, started, stop_before = resume
+            margin_ms = int(min(FEED_MARGIN_S, self.tick_s) * 1000)
+            await self._walk(name, now, None, self._feed_mark.get(name, started) - margin_ms)
+            row = self._reg.groups.get(name)
+            if row is not None and row.deleted_ms is None:
+                await self._walk(name, started, token, stop_before, deep=True)
+            return
         if row is not None and row.deleted_ms is not None:
             stop_before, deep = None, True  # created again: read from its beginning
         else:
             stop_before, deep = self._stop_line(row, now)
-        token: str | None = None
+        await self._walk(name, now, None, stop_before, deep=deep)
+
+    async def _walk(
+        self,
+        name: str,
+        started: int,
+        token: str | None,
+        stop_before: int | None,
+        *,
+        deep: bool = False,
+    ) -> bool:
+        """Walk ``name``'s streams newest first from ``token`` (None: the top)
+        down to streams whose last event is older than ``stop_before`` (None:
+        the end), at most MAX_PAGES pages. Returns whether it got there; a
+        deep walk that did not is remembered and goes on at the next tick."""
+        now = _now_ms()
+        resumed = token is not None
         new_rows: list[StreamRow] = []
         found = 0
         complete = False
         group: GroupRow | None = None
         for _page in range(MAX_PAGES):
             try:
-                streams, token = await self._logs.describe_log_streams(name, token)
+                streams, next_token = await self._logs.describe_log_streams(name, token)
             except NotFound:
                 await self._group_gone(name)
-                return
+                return False
             except AwsError as exc:
                 log.warning("DescribeLogStreams failed", extra={"group": name, "error": str(exc)})
+                if deep and token is not None and (resumed or exc.retriable):
+                    if exc.retriable:
+                        self._resume[name] = (token, started, stop_before)
+                    else:  # (a token that expired or is refused: the walk starts again)
+                        self._feed_mark.pop(name, None)
                 break
+            token = next_token
             self.pages[name] = self.pages.get(name, 0) + 1
             if group is None:
-                group = await self._group_row(name, now)
+                group = await self._group_row(name, started)
             oldest: int | None = None
             for s in streams:
                 self._stream_seen(group, s, now, new_rows)
@@ -393,14 +433,22 @@ class Discovery:
             if stop_before is not None and (oldest is None or oldest < stop_before):
                 complete = True
                 break
+        else:
+            if deep and token and group is not None:
+                # Cut short: the top as of ``started`` is covered (feed walks
+                # from there on); the rest at the next tick, from here.
+                self._resume[name] = (token, started, stop_before)
+                self._feed_mark.setdefault(name, started)
         if complete and group is not None:
-            self._feed_mark[name] = now
+            if not resumed:
+                self._feed_mark[name] = now
             if deep:
                 self.deep_walks += 1
-                group.walked_ms = now
-                await self._store.save_group_walked(name, now)
+                group.walked_ms = started
+                await self._store.save_group_walked(name, started)
         if found:
             log.info("streams found", extra={"group": name, "count": found})
+        return complete
 
     async def _group_row(self, name: str, now: int) -> GroupRow:
         row = self._reg.groups.get(name)
@@ -420,6 +468,7 @@ class Discovery:
             row.first_seen_ms = 0  # every stream of the new group from its beginning
             row.walked_ms = None
             self._feed_mark.pop(name, None)
+            self._resume.pop(name, None)
             await self._store.save_group(row)
             log.info("group created again; reading it from the beginning", extra={"group": name})
         self._missing_logged.discard(name)
@@ -547,6 +596,7 @@ class Discovery:
             self._reg.set_state(st, State.DELETED)
             self._reg.dirty.add(st.key)
         self._feed_mark.pop(name, None)
+        self._resume.pop(name, None)
         log.warning("log group deleted; its streams are no longer polled", extra={"group": name})
 
     async def prune(self) -> int:

@@ -545,3 +545,39 @@ async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
     rig.discovery._groups_listed_ms = 0
     await rig.discovery.cycle()
     assert rig.discovery.forget_window_ms("/g") == 7 * 86400 * 1000
+
+
+async def test_a_deep_walk_longer_than_its_page_budget_goes_on_where_it_stopped(
+    rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first walk to the end of a group larger than a tick's page budget
+    (here 3 pages, 150 streams): each tick walks the top (what changed since
+    the walk began) and then the next pages, until the walk ends and is
+    recorded; it never starts again from the top."""
+    import cwconsumer.discovery as discovery
+
+    monkeypatch.setattr(discovery, "MAX_PAGES", 3)
+    rig = rig_factory(idle_grace_s=3600)
+    now = now_ms()
+    for k in range(400):  # 8 pages
+        at = now - 10_000 - k * 1000
+        rig.fake.add_stream("/g", f"s-{k:03d}", creation_time_ms=at)
+        rig.fake.put("/g", f"s-{k:03d}", [(at, f"m{k}")], ingestion_time_ms=at)
+    await rig.discovery.cycle()
+    first_done = now_ms()
+    assert rig.reg.groups["/g"].walked_ms is None and len(rig.reg) == 150
+    rig.fake.put("/g", "new", [(now_ms(), "fresh")])  # while the walk goes on
+    pages = rig.fake.counts("DescribeLogStreams").total
+    await rig.discovery.cycle()  # the top (1 page, with "new") + 3 pages
+    # (Paging is positional: "new" on top moved every stream down one place,
+    # so the walk sees one of them twice: that is what the walk's line is for.)
+    assert len(rig.reg) == 300 and StreamKey("/g", "new") in rig.reg.streams
+    assert rig.fake.counts("DescribeLogStreams").total - pages == 4
+    await rig.discovery.cycle()  # the top + the last 3 pages (the last one short)
+    assert len(rig.reg) == 401
+    walked = rig.reg.groups["/g"].walked_ms
+    assert walked is not None and walked <= first_done  # when the walk began
+    assert (await rig.store.load_groups())["/g"].walked_ms == walked
+    pages = rig.fake.counts("DescribeLogStreams").total
+    await rig.discovery.cycle()  # done: a feed walk, one page
+    assert rig.fake.counts("DescribeLogStreams").total - pages == 1
