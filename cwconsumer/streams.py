@@ -47,7 +47,7 @@ QUIET_FRACTION = 0.5
 """A caught-up stream is re-checked after this fraction of its quiet time."""
 MIN_RECHECK_S = 0.5
 """No caught-up stream is re-polled sooner than this."""
-QUIET_SHARE = 0.05
+QUIET_SHARE = 0.02
 """Share of the takes guaranteed to due quiet streams while hot ones wait."""
 _QUIET_CREDIT = QUIET_SHARE / (1.0 - QUIET_SHARE)
 
