@@ -81,7 +81,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "(its worst-case re-check time until CWC_IDLE_GRACE)"),
     ("CWC_IDLE_GRACE", "2h", "a caught-up stream quiet for this long stops being polled"),
     ("CWC_FORGET_AFTER", "7d", "an idle stream with nothing undelivered is forgotten after "
-     "this long (row pruned; read from its beginning if it shows activity again)"),
+     "this long, or after its group's retention if shorter (row pruned; read from its "
+     "beginning if it shows activity again)"),
     ("CWC_WORKERS", "16", "GetLogEvents calls in flight at once (1-256)"),
     ("CWC_API_RATE", "10", "GetLogEvents calls per second, all workers together (<= 1000)"),
     ("CWC_DESCRIBE_RATE", "5", "DescribeLogStreams/DescribeLogGroups calls per second"),
