@@ -111,6 +111,9 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
                 for i in range(int(minutes))
             ]
             schedule = product_stats(product).get("pipeline", {}).get("schedule", {})
+            intervals = http_json(f"{standin.control}/fleet/intervals?since={t0 + 60}"
+                                  f"&until={t0 + minutes * 60}")  # fmt: skip
+            log(f"{label}: read intervals of a stream, from 60 s in: {intervals}")
             product.stop()
     finally:
         sink.stop()
@@ -135,7 +138,7 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
               "rss_samples": rss_samples[::15], "first_delivery_s": first_delivery,
               "old_calls": old_calls, "eos_per_prefix": after["eos_per_prefix"],
               "get_per_prefix": after["get_per_prefix"], "read_lag": read_lag,
-              "schedule": schedule}  # fmt: skip
+              "schedule": schedule, "intervals": intervals}  # fmt: skip
     log(f"{label}: {detail}")
     n = f"1 run, {minutes:g} × 60-s windows"
     p99_ok = bool(p99s) and max(p99s) <= 15 and len(p99s) == int(minutes)

@@ -123,6 +123,7 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         self.read_lag = False
         self.read_lag_t: list[float] = []
         self.read_lag_ms: list[list[float]] = []
+        self.reads: list[tuple[float, str, int]] = []  # (answer time, stream, events)
         self._merged: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -144,6 +145,7 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         status, out = super()._dispatch(op, req)
         if self.read_lag and prefix is not None and status == 200:
             events = orjson.loads(out).get("events") or []
+            self.reads.append((time.time(), f"{req.get('logGroupName')}/{name}", len(events)))
             if events:
                 now = time.time()
                 self.read_lag_t.append(now)
