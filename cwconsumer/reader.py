@@ -82,33 +82,33 @@ class Reader:
         self.refused: dict[str, str] = {}  # group -> why GetLogEvents is refused for good
 
     async def worker(self) -> None:
-        """Runs until cancelled. Memory first, then a stream: a worker never
-        holds a stream while it waits for budget, so the schedule's order
-        (earliest due first, backlogs taking turns) decides who reads next."""
-        slot = False
+        """Runs until cancelled. Memory first, then the call's slot, then a
+        stream: a worker never holds a stream while it waits for budget or
+        for its slot, so the schedule's order (earliest due first, backlogs
+        taking turns) decides who reads next, at the moment the call can
+        leave: a stream that became due meanwhile (hot, or just found) is not
+        queued behind streams chosen a second earlier. Neither the memory nor
+        the slot is given up when the stream taken cannot be read now (its
+        lane is full): the next stream gets them."""
         while True:
             await self._budget.wait_room(PAGE_MAX_EVENTS)
-            # The call's slot first, then the stream: the schedule decides who
-            # gets a slot at the moment the slot comes, so a stream that became
-            # due meanwhile (hot, or just found) is not queued behind streams
-            # chosen a second earlier. A slot not used (the stream parked or
-            # put back) is kept for the next stream, not wasted.
-            if not slot:
+            reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)  # (no wait since: room)
+            if not reserved:
+                continue
+            try:
                 await self._logs.pace("GetLogEvents")
-                slot = True
-            st = await self._schedule.take()
-            if not self._ready(st):
-                # Its lane is full (a slow or stuck sink lane): park it until
-                # the lane has room and serve other lanes' streams meanwhile;
-                # waiting here would let one lane capture every worker.
-                st.busy = False
-                self._park(st)
-                continue
-            reserved = self._budget.try_reserve(PAGE_MAX_EVENTS)
-            if not reserved:  # another worker took the room meanwhile
-                self._schedule.put_back(st)
-                continue
-            slot = False
+                st = await self._schedule.take()
+                while not self._ready(st):
+                    # Its lane is full (a slow or stuck sink lane): park it
+                    # until the lane has room and serve other lanes' streams
+                    # meanwhile; waiting here would let one lane capture every
+                    # worker.
+                    st.busy = False
+                    self._park(st)
+                    st = await self._schedule.take()
+            except BaseException:
+                self._budget.settle(reserved, 0, 0)
+                raise
             delay: float | None = 0.0
             try:
                 delay = await self.poll(st, reserved)
