@@ -215,16 +215,6 @@ class Schedule:
             with anyio.move_on_after(min(got, 60.0)):
                 await event.wait()
 
-    def put_back(self, st: StreamState) -> None:
-        """Return a stream just taken, in the very place it had (same due time
-        and sequence), e.g. because there is no memory budget to read it now."""
-        st.busy = False
-        st.scheduled = True
-        heap = self._heaps[st.sched_tier]
-        heapq.heappush(heap, (st.sched_due, st.sched_seq, st))
-        if heap[0][2] is st:
-            self._wake()
-
     def cancel(self, st: StreamState) -> None:
         """Forget a scheduled stream (it is skipped when it reaches the top)."""
         st.scheduled = False
