@@ -75,9 +75,6 @@ any time are at most ~1/50 of those known: the known count does not
 saw-tooth with the passes."""
 MIN_PRUNE_EVERY_S = 0.5
 PRUNE_BATCH = 500
-RETENTION_EVERY_S = 3600.0
-"""Groups' retention (DescribeLogGroups' ``retentionInDays``) is read again this often
-when the groups are listed with ListLogGroups (which does not give it)."""
 DAY_MS = 86_400_000
 
 
@@ -116,6 +113,7 @@ class Discovery:
         account: str = "",
         discovery_interval_s: float = 30.0,
         forget_after_s: float | None = None,
+        retention_days: Callable[[str], int | None] = lambda group: None,
     ) -> None:
         self._logs = logs
         self._store = store
@@ -128,8 +126,7 @@ class Discovery:
         self._account = account  # the credentials' own account ("" unknown)
         self.group_class: dict[str, str] = {}  # logGroupClass as listed, per group key
         self._forget_ms = None if forget_after_s is None else int(forget_after_s * 1000)
-        self.retention_ms: dict[str, int] = {}  # group key -> retentionInDays, as listed
-        self._retention_read_ms = -(10**15)
+        self._retention_days = retention_days  # a group's retentionInDays (None: never expire)
         self.tick_s = discovery_interval_s / 3
         self._groups_every_ms = int(discovery_interval_s * 1000)
         self._groups_listed_ms = -(10**15)
@@ -141,6 +138,7 @@ class Discovery:
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
         self._pruned_ms = _now_ms()
+        self._prune_every: float | None = None  # (worked out at each tick)
         # Every stream found during this process gets a generation never used
         # before (those loaded from the store have 0): a chunk read from a
         # deleted incarnation (stream or whole group created again) can never
@@ -210,9 +208,7 @@ class Discovery:
         if now - self._groups_listed_ms >= self._groups_every_ms:
             self._groups_listed_ms = now
             self._listed = await self._refresh_groups()
-        if now - self._retention_read_ms >= RETENTION_EVERY_S * 1000:
-            self._retention_read_ms = now
-            await self._read_retention()
+        self._prune_every = self._prune_every_ms()
         for name in self._listed:
             await self._walk_group(name)
             await self._prune_if_due()
@@ -224,20 +220,23 @@ class Discovery:
         shorter of ``CWC_FORGET_AFTER`` and the group's retention (past it,
         AWS has deleted or is deleting every event the stream held). None:
         never (no window configured and no retention)."""
-        retention = self.retention_ms.get(group)
-        if retention is None:
+        days = self._retention_days(group)
+        if not days or days <= 0:
             return self._forget_ms
+        retention = days * DAY_MS
         return retention if self._forget_ms is None else min(self._forget_ms, retention)
 
     def _prune_every_ms(self) -> float | None:
-        windows = [w for w in (self._forget_ms, *self.retention_ms.values()) if w is not None]
+        windows = [w for w in map(self.forget_window_ms, self._reg.groups) if w is not None]
+        if self._forget_ms is not None:
+            windows.append(self._forget_ms)
         if not windows:
             return None
         every = min(PRUNE_EVERY_S * 1000, min(windows) / PRUNE_SLICES)
         return max(MIN_PRUNE_EVERY_S * 1000, every)
 
     async def _prune_if_due(self) -> None:
-        every_ms = self._prune_every_ms()
+        every_ms = self._prune_every
         if every_ms is not None and _now_ms() - self._pruned_ms >= every_ms:
             await self.prune()
 
@@ -283,57 +282,9 @@ class Discovery:
                     names.add(key)
                     if g.get("logGroupClass"):
                         self.group_class[key] = str(g["logGroupClass"])
-                    if not self._logs.list_groups_available:
-                        self._retention_seen(key, g)  # DescribeLogGroups gives it
             if not token:
                 break
         return names
-
-    def _retention_seen(self, key: str, listed: dict[str, Any]) -> None:
-        days = listed.get("retentionInDays")
-        if isinstance(days, int) and days > 0:
-            self.retention_ms[key] = days * DAY_MS
-        else:
-            self.retention_ms.pop(key, None)  # never expire
-
-    async def _read_retention(self) -> None:
-        """Each group's retention from DescribeLogGroups (ListLogGroups, the
-        usual listing, does not give it): one listing per prefix, one call per
-        configured group outside them. Failures leave what was known."""
-        # (Without ListLogGroups the prefixes are listed with DescribeLogGroups
-        # every CWC_DISCOVERY_INTERVAL, and their retention read with it.)
-        for prefix in self._prefixes if self._logs.list_groups_available else ():
-            token: str | None = None
-            for _ in range(MAX_GROUP_PAGES):
-                try:
-                    groups, token = await self._logs.describe_log_groups(prefix, token)
-                except AwsError as exc:
-                    log.warning(
-                        "reading log groups' retention failed",
-                        extra={"prefix": prefix, "error": str(exc)},
-                    )
-                    break
-                for g in groups:
-                    key = self._group_key(g)
-                    if key is not None:
-                        self._retention_seen(key, g)
-                if not token:
-                    break
-        for name in self._groups:
-            if any(group_name(name).startswith(p) for p in self._prefixes):
-                continue
-            plain = group_name(name)
-            try:
-                groups, _ = await self._logs.describe_log_groups(plain, None, limit=5)
-            except AwsError as exc:
-                log.warning(
-                    "reading a log group's retention failed",
-                    extra={"group": name, "error": str(exc)},
-                )
-                continue
-            for g in groups:
-                if g.get("logGroupName") == plain and self._group_key(g) in (name, plain):
-                    self._retention_seen(name, g)
 
     def _group_key(self, listed: dict[str, Any]) -> str | None:
         return listed_group_key(listed, self._account)

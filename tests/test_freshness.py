@@ -18,6 +18,7 @@ import pytest
 from cwconsumer.aws import LogsClient
 from cwconsumer.discovery import Discovery
 from cwconsumer.flow import Budget
+from cwconsumer.groupinfo import GroupInfo
 from cwconsumer.model import Checkpoint, Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.registry import Registry
@@ -144,8 +145,15 @@ class Rig:
             idle_grace_s=grace,
             discovery_interval_s=kw.pop("discovery_interval_s", 30.0),
             forget_after_s=kw.pop("forget_after_s", None),
+            retention_days=self._retention_days,
         )
+        # Each group's facts (retention) as the service reads them, every time asked.
+        self.info = GroupInfo(logs, store, lambda: list(self.reg.groups), tick_s=1, refresh_s=0)
         self.docs: list[dict[str, Any]] = []
+
+    def _retention_days(self, group: str) -> int | None:
+        row = self.info.rows.get(group)
+        return row.retention_days if row is not None else None
 
     async def route(self, chunk: Chunk) -> None:
         st = self.reg.streams.get(chunk.key)
@@ -506,19 +514,15 @@ async def _idle_delivered(rig: Rig, name: str, at_ms: int) -> StreamState:
     return st
 
 
-@pytest.mark.parametrize("listing", ["configured", "ListLogGroups"])
 async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
-    rig_factory: Callable[..., Rig], listing: str
+    rig_factory: Callable[..., Rig],
 ) -> None:
-    """retentionInDays (DescribeLogGroups) shortens the forget window of its
-    group: a delivered idle stream whose last event is past retention holds
-    nothing AWS keeps and is forgotten, well before CWC_FORGET_AFTER; one with
-    events not delivered is kept; it is not recorded again by a deep walk."""
-    if listing == "ListLogGroups":
-        rig = rig_factory(forget_after_s=7 * 86400, idle_grace_s=3600, groups=(), prefixes=("/g",))
-        rig.fake.list_log_groups = True  # which does not give the retention
-    else:
-        rig = rig_factory(forget_after_s=7 * 86400, idle_grace_s=3600)
+    """retentionInDays (DescribeLogGroups, read by the group-facts stage)
+    shortens the forget window of its group: a delivered idle stream whose
+    last event is past retention holds nothing AWS keeps and is forgotten,
+    well before CWC_FORGET_AFTER; one with events not delivered is kept; it
+    is not recorded again by a deep walk."""
+    rig = rig_factory(forget_after_s=7 * 86400, idle_grace_s=3600)
     old, recent = now_ms() - 2 * 24 * HOUR_MS, now_ms() - 2 * HOUR_MS
     at = {"expired": old, "expired-pending": old, "recent": recent}
     for name, t in at.items():
@@ -526,6 +530,7 @@ async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
         rig.fake.put("/g", name, [(t, f"{name} 1")], ingestion_time_ms=t)
     rig.fake.set_retention("/g", 1)
     await rig.discovery.cycle()
+    await rig.info.refresh()
     assert rig.discovery.forget_window_ms("/g") == 24 * HOUR_MS
     for name, t in at.items():
         await _idle_delivered(rig, name, t)
@@ -541,9 +546,7 @@ async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
     assert StreamKey("/g", "expired") not in rig.reg.streams
     # Retention removed (never expire): the window is CWC_FORGET_AFTER again.
     rig.fake.set_retention("/g", None)
-    rig.discovery._retention_read_ms = 0
-    rig.discovery._groups_listed_ms = 0
-    await rig.discovery.cycle()
+    await rig.info.refresh()
     assert rig.discovery.forget_window_ms("/g") == 7 * 86400 * 1000
 
 

@@ -139,6 +139,9 @@ class ApiError(Exception):
         self.status = status
 
 
+_LIST_PATTERN = re.compile(r"(\^?[.\-_/#A-Za-z0-9]{3,24})(\|\^?[.\-_/#A-Za-z0-9]{3,24}){0,4}")
+
+
 def _invalid(message: str) -> ApiError:
     return ApiError("InvalidParameterException", message)
 
@@ -236,8 +239,8 @@ class _Group:
 
     def __init__(self, name: str, uid: int, creation_ms: int) -> None:
         self.log_class = "STANDARD"
-        self.retention_days: int | None = None  # None: never expire
         self.data_protection: str | None = None
+        self.retention_days: int | None = None
         self.name = name
         self.uid = uid
         self.creation_ms = creation_ms
@@ -353,6 +356,9 @@ class FakeCloudWatchLogs:
         # GetLogEvents on a group of these classes: InvalidOperationException with
         # this message (AWS documents no answer for it: AWS-NOTES; invented here).
         self.refused_classes = {"DELIVERY"}
+        self.described_prefixes: list[
+            str | None
+        ] = []  # logGroupNamePrefix of each DescribeLogGroups
         self.class_refusal_message = (
             "GetLogEvents is not supported for log groups of the DELIVERY log class."
         )
@@ -858,17 +864,17 @@ class FakeCloudWatchLogs:
         )
         return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
-    def set_retention(self, name: str, days: int | None) -> None:
-        """The group's ``retentionInDays`` as DescribeLogGroups shows it (None:
-        never expire). Events are not expired by it here."""
-        with self._lock:
-            self._group(name).retention_days = days
-
     def set_group_class(self, name: str, log_class: str) -> None:
         """``logGroupClass`` of a group. GetLogEvents on a group of a class in
         ``refused_classes`` is refused (``class_refusal_message``)."""
         with self._lock:
             self._group(name).log_class = log_class
+
+    def set_retention(self, name: str, days: int | None) -> None:
+        """``retentionInDays`` shown by DescribeLogGroups (None: never expire);
+        events are not removed by it here."""
+        with self._lock:
+            self._group(name).retention_days = days
 
     def set_data_protection(self, name: str, status: str | None) -> None:
         """``dataProtectionStatus`` shown by DescribeLogGroups (e.g. ``ACTIVATED``)."""
@@ -1187,6 +1193,7 @@ class FakeCloudWatchLogs:
 
     def _op_describe_log_groups(self, req: dict[str, Any]) -> bytes:
         prefix = _opt_str(req, "logGroupNamePrefix")
+        self.described_prefixes.append(prefix)
         pattern = req.get("logGroupNamePattern")
         if prefix is not None and pattern is not None:
             raise _invalid(
@@ -1234,6 +1241,13 @@ class FakeCloudWatchLogs:
         """ListLogGroups: regex ``logGroupNamePattern`` (case-insensitive), 1,000 a
         page, name, ARN and class only."""
         pattern = _opt_str(req, "logGroupNamePattern")
+        if pattern is not None and not _LIST_PATTERN.fullmatch(pattern):
+            # AWS's model (LogGroupNameRegexPattern): up to five alternatives of
+            # 3 to 24 name characters, each maybe after a ``^``.
+            raise _invalid(
+                f"1 validation error detected: Value '{pattern}' at "
+                "'logGroupNamePattern' failed to satisfy constraint"
+            )
         limit = _opt_int(req, "limit", 1, 1000) or 1000
         fingerprint = f"list/{pattern}"
         offset = self._list_offset(_opt_str(req, "nextToken"), fingerprint)
