@@ -378,10 +378,6 @@ class Discovery:
                         self._schedule.add(st, -_waiting_s(st, now))
                 found += len(new_rows)
                 new_rows = []
-            # Between pages too: a long walk (a slow listing, a deep walk of a
-            # busy group) must not hold back forgetting, or the known count
-            # swings by what churned meanwhile.
-            await self._prune_if_due()
             if not token:
                 complete = True
                 break
