@@ -286,7 +286,7 @@ class Service:
 
     async def _account(self, logs: LogsClient) -> str | None:
         """The account id the credentials read from: part of every ``event.id``
-        (documents.event_id), so nothing is read before it is known. Needs no
+        (eventid.event_id), so nothing is read before it is known. Needs no
         call when every group is given by ARN or a role is assumed. Retried
         with a back-off up to a minute, said in /healthz; None on a stop."""
         if self.cfg.log_groups and not self.cfg.log_group_prefixes:
