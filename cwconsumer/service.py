@@ -57,6 +57,7 @@ from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
 from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed, StoreError
 from cwconsumer.flow import Budget, ChannelClosed, Router
+from cwconsumer.groupinfo import GroupInfo, masked
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.model import Chunk, StreamKey
@@ -90,6 +91,7 @@ class Service:
         self.admin_port: int | None = None
         self.started_at = time.time()
         self.discovery: Discovery | None = None
+        self.group_info: GroupInfo | None = None
         self.stuck_database = False
         """The database connection could not be closed: the caller must end
         the process without waiting for aiosqlite's (non-daemon) thread."""
@@ -358,7 +360,7 @@ class Service:
             park=router.park,
             account=account,
             on_refused=self.health.groups_refused.__setitem__,
-            class_of=lambda group: discovery.group_class.get(group),
+            class_of=self._class_of,
         )
         self.schedule.fade = reader.fade
         discovery = Discovery(
@@ -377,6 +379,14 @@ class Service:
         self.discovery = discovery
         self._discovery = discovery
         await discovery.load()
+        self.group_info = info = GroupInfo(
+            logs,
+            store,
+            lambda: [k for k, g in reg.groups.items() if g.deleted_ms is None],
+            tick_s=discovery.tick_s,  # a group just found is described within a tick
+            unmask=cfg.unmask,
+        )
+        await info.load()
         fetch_scope = anyio.CancelScope()
         fetchers_done = anyio.Event()
         lanes_done = anyio.Event()
@@ -386,6 +396,7 @@ class Service:
                 with fetch_scope:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
+                        tg.start_soon(self._restarted, "group-info", info.run)
                         for i in range(cfg.workers):
                             tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
             finally:
@@ -425,6 +436,12 @@ class Service:
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5, shield=True):
             await reg.save(store)
+
+    def _class_of(self, group: str) -> str | None:
+        """A group's log class: as listed by discovery, else as described."""
+        listed = self._discovery.group_class.get(group) if self._discovery else None
+        row = self.group_info.rows.get(group) if self.group_info is not None else None
+        return listed or (row.log_class if row is not None else None)
 
     def _observe_call(self, operation: str, outcome: str) -> None:
         self.metrics.observe_call(operation, outcome)
@@ -558,8 +575,13 @@ class Service:
                 "events": {"in": t[0], "out": t[1], "dead_lettered": t[2]},
                 "streams_by_state": reg.group_counts(name),
             }
-            if name in listed_class:
-                g["log_class"] = listed_class[name]
+            facts = self.group_info.rows.get(name) if self.group_info is not None else None
+            log_class = listed_class.get(name) or (facts.log_class if facts else None)
+            if log_class:
+                g["log_class"] = log_class
+            if facts is not None and facts.data_protection:
+                g["data_protection"] = facts.data_protection
+                g["masked"] = masked(facts, self.cfg.unmask)
             if name in self.health.groups_refused:
                 g["not_read"] = self.health.groups_refused[name]
             figures = self.metrics.groups.get(name)
