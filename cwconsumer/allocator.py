@@ -6,8 +6,8 @@ glibc's ``malloc`` rather than CPython's own allocator. With glibc's defaults
 the heap's free top is handed back to the kernel whenever it passes 128 KiB
 (and a page of a megabyte or more is mapped and unmapped for itself), so the
 memory of every delivered batch is returned and faulted in again by the next
-page: about 200 minor page faults per 1,000 events, 10-15 % of the product's
-CPU in the backlog benchmarks (``docs/performance.md``, sixth session).
+page: about 150-200 minor page faults per 1,000 events, and 7-12 % of the
+product's CPU in the backlog benchmarks (``docs/performance.md``, sixth session).
 
 :func:`tune` raises the trim threshold to what the default buffer holds
 (64 MiB), pads each growth of the heap by 8 MiB and serves blocks up to
