@@ -125,7 +125,8 @@ def fused_lines(events: list[dict[str, Any]], group: str, stream: str) -> list[b
     """Prototype for an optimisation: the NDJSON line of an unparsed event built
     directly as bytes (orjson only for the message string), so no per-event
     dicts exist. Same bytes as ``orjson.dumps`` of the product's document."""
-    from cwconsumer.documents import _id_prefix, iso_ms
+    from cwconsumer.eventid import id_prefix as _id_prefix
+    from cwconsumer.isotime import iso_ms
 
     prefix = _id_prefix(group, stream)
     pack = struct.Struct(">qq").pack

@@ -29,7 +29,7 @@ line's first characters) or an escape (which could hide one) are decoded
 and, when they need parsing, replaced by their parsed document, with the
 message as orjson writes it. In a stream whose Lambda lines are parsed the
 commonest ones (runtime lines, START, END, the usual REPORT) are recognised
-from the token itself while the lines are written (:meth:`Shaper._lambda_lines`).
+from the token itself while the lines are written (:meth:`LineWriter._lambda_lines`).
 Items given as dicts with ``message`` as ``str`` (tests, tools) get the same
 documents from :meth:`Shaper._shape_dicts` (parsed ones as dicts there), where
 each plain message is encoded by orjson.
@@ -41,38 +41,50 @@ needs a different document must build a new one (``{**doc, "aws": {...}}``).
 
 ``event.id`` is ``xxh3_128`` over account, Region, group, stream, timestamp and the event's
 ordinal among the stream's events of the same millisecond (see
-:func:`event_id`). It is a stored contract: sinks that upsert by id
-(Elasticsearch ``_id``) rely on it being the same on every delivery, so the
-encoding below must never change.
+:func:`cwconsumer.eventid.event_id`). It is a stored contract: sinks that upsert by id
+(Elasticsearch ``_id``) rely on it being the same on every delivery, so its
+encoding must never change.
+
+Modules: this one holds the :class:`Shaper` (its parse path and its path for
+dicts); the lines of unparsed and recognised Lambda events are written by its
+base, :class:`cwconsumer.lines.LineWriter`; ``event.id`` is
+:mod:`cwconsumer.eventid`, the time stamps :mod:`cwconsumer.isotime`, the
+parsers :mod:`cwconsumer.parsing`.
 """
 
 from __future__ import annotations
 
-import binascii
 import re
-import struct
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, Final, cast
 
 import orjson
 import xxhash
 
+from cwconsumer.eventid import event_id
+from cwconsumer.isotime import iso_ms
+from cwconsumer.lines import (
+    EVENT_ID_KEY,
+    HEAD_LEN,
+    ID_AT,
+    LEVEL_PARTS,
+    STAMP_AT,
+    STAMP_END,
+    LineWriter,
+    first_message_byte,
+)
+from cwconsumer.lines import head as line_head
 from cwconsumer.model import Doc, LogEvent, message_text
 from cwconsumer.parsing.jsonmsg import parse_object
 from cwconsumer.parsing.lambda_ import (
     FIRST_CHARS,
     NONCANONICAL_ESCAPE,
-    TOKEN_END,
-    TOKEN_REPORT,
-    TOKEN_RUNTIME,
-    TOKEN_START,
     parse_json,
     parse_text,
-    runtime_key_fields,
 )
 
+# event_id and iso_ms are also importable from here, where they used to live.
 __all__ = ["PARSE_MODES", "Shaper", "event_id", "iso_ms"]
 
 PARSE_MODES: Final = ("auto", "none", "lambda", "json")
@@ -80,116 +92,20 @@ PARSE_MODES: Final = ("auto", "none", "lambda", "json")
 and JSON objects everywhere; ``lambda`` parses Lambda lines in every group, and
 JSON objects; ``json`` only JSON objects; ``none`` nothing."""
 
-# --- event.id ----------------------------------------------------------------------------
-
-_TS_ORD: Final = struct.Struct(">qq")
-_EVENT_ID_KEY: Final = b',"event":{"id":"'
-_hexdigest = xxhash.xxh3_128_hexdigest
-
-
-def _id_prefix(group: str, stream: str, account: str = "", region: str = "") -> bytes:
-    """Length-prefixed names: no two (account, region, group, stream) tuples
-    share an encoding, whatever characters (NUL, digits) the names hold."""
-    parts = []
-    for name in (account, region, group, stream):
-        raw = name.encode("utf-8", "surrogatepass")
-        parts.append(len(raw).to_bytes(4, "big") + raw)
-    return b"".join(parts)
-
-
-def event_id(
-    group: str, stream: str, ts_ms: int, ordinal: int, *, account: str = "", region: str = ""
-) -> str:
-    """The deterministic id of an event: 32 lowercase hex characters.
-
-    ``ordinal`` is the event's 0-based position among the stream's events with
-    the same ``ts_ms``, so events with equal time and text still get distinct
-    ids. ``account`` and ``region`` are the AWS account id and Region the
-    group lives in, so groups of one name read from several accounts or
-    Regions into one index never share ids (``""`` when unknown). Encoding
-    (since 0.2; never change it again)::
-
-        u32be(len(account)) account u32be(len(region)) region
-        u32be(len(group)) group u32be(len(stream)) stream i64be(ts_ms) i64be(ordinal)
-
-    with names in UTF-8, hashed with xxh3_128. (0.1 hashed group, stream,
-    ts and ordinal only; see docs/reliability.md, "event.id".)
-    """
-    return _hexdigest(_id_prefix(group, stream, account, region) + _TS_ORD.pack(ts_ms, ordinal))
-
-
-# --- ISO-8601 times ----------------------------------------------------------------------
-
-_EPOCH: Final = datetime(1970, 1, 1)
-_MS_SUFFIX: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
-_SECOND_PREFIXES: dict[int, str] = {}
-_SECOND_PREFIXES_MAX: Final = 4096
-
-
-def _second_prefix(sec: int) -> str:
-    """``"YYYY-MM-DDTHH:MM:SS."`` for a Unix second, from a small bounded cache."""
-    prefix = _SECOND_PREFIXES.get(sec)
-    if prefix is None:
-        prefix = (_EPOCH + timedelta(seconds=sec)).isoformat() + "."
-        if len(_SECOND_PREFIXES) >= _SECOND_PREFIXES_MAX:
-            _SECOND_PREFIXES.clear()  # cheaper than LRU bookkeeping; refills in one pass
-        _SECOND_PREFIXES[sec] = prefix
-    return prefix
-
-
-def iso_ms(ts_ms: int) -> str:
-    """Unix time in ms -> ``"2026-11-21T10:00:00.123Z"`` (UTC, always 3 decimals).
-
-    Raises ``OverflowError`` outside years 1..9999 (CloudWatch accepts no such time).
-    """
-    sec = ts_ms // 1000
-    return _second_prefix(sec) + _MS_SUFFIX[ts_ms - sec * 1000]
-
-
-# --- documents ---------------------------------------------------------------------------
-
 
 def _is_lambda_group(group: str) -> bool:
     return group.startswith("/aws/lambda/") or ":log-group:/aws/lambda/" in group
 
 
 _get_timestamp: Final = attrgetter("timestamp")
-_digest = xxhash.xxh3_128_digest
-_hexlify = binascii.hexlify  # of the digest: the same 32 characters as the hexdigest, as bytes
-
-# A line is _HEAD_OPEN, the time stamp, _HEAD_CLOSE, the message...: the
-# offsets below are what the second pass of Shaper._shape_raw reads at.
-_HEAD_OPEN: Final = b'{"@timestamp":"'
-_HEAD_CLOSE: Final = b'","message":'
-_STAMP_AT: Final = len(_HEAD_OPEN)
-_STAMP_END: Final = _STAMP_AT + len(iso_ms(0))  # always 24 characters: years 0001-9999
-_HEAD_LEN: Final = _STAMP_END + len(_HEAD_CLOSE)
-_MS_CLOSE: Final = tuple(suffix.encode() + _HEAD_CLOSE for suffix in _MS_SUFFIX)
-"""A line's head after the stamp's second, by millisecond: ``b'123Z","message":'``."""
-_ID_AT: Final = _HEAD_LEN + len(_EVENT_ID_KEY)
-"""Of a plain line: where its ``event.id`` starts, after the message token."""
-_first_message_byte: Final = itemgetter(_HEAD_LEN + 1)
-"""Of a plain line: the first byte of the message's JSON string, after its quote."""
-
-
-def _head(stamp: str) -> bytes:
-    """A plain line up to its message: always :data:`_HEAD_LEN` bytes."""
-    return _HEAD_OPEN + stamp.encode() + _HEAD_CLOSE
-
-
+_hexdigest = xxhash.xxh3_128_hexdigest
 _dumps: Final = orjson.dumps
 _noncanonical: Final = NONCANONICAL_ESCAPE.search
-_LEVEL_PARTS: Final = {
-    level: b',"log":{"level":' + orjson.dumps(level) + b"}"
-    for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
-}
-"""The ``log`` part of a document for the levels Lambda's runtimes write."""
-_RUNTIME_TAILS_MAX: Final = 256
 _LAMBDA_FIELD_BYTES: Final = 40  # rough serialized size of one aws.lambda field
 _LEVEL_BYTES: Final = 32  # ',"log":{"level":"WARNING"}'
 
 
-class Shaper:
+class Shaper(LineWriter):
     """Shapes the events of one stream into documents.
 
     A Shaper holds no per-call state: the ordinal of the previous event is
@@ -199,27 +115,12 @@ class Shaper:
     """
 
     __slots__ = (
-        "_aws",
-        "_aws_lambda_open",
-        "_aws_plain",
-        "_cloud",
-        "_cloud_part",
-        "_cloudwatch",
         "_flagged",
-        "_flagged_bytes",
-        "_id_key",
-        "_id_prefix",
-        "_json_tail",
         "_overhead",
         "_parse_json",
         "_parse_lambda",
-        "_runtime_tails",
         "_triggers",
-        "account",
-        "group",
         "parse_mode",
-        "region",
-        "stream",
     )
 
     def __init__(
@@ -227,9 +128,6 @@ class Shaper:
     ) -> None:
         if parse_mode not in PARSE_MODES:
             raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)}: {parse_mode!r}")
-        self.group = group
-        self.stream = stream
-        self.region = region
         self.parse_mode = parse_mode
         self._parse_lambda = parse_mode == "lambda" or (
             parse_mode == "auto" and _is_lambda_group(group)
@@ -252,17 +150,9 @@ class Shaper:
             if triggers
             else None
         )
-        self._flagged_bytes = frozenset(b"\\" + "".join(triggers).encode())
-        self.account = account
-        self._id_prefix = _id_prefix(group, stream, account, region)
-        # The whole hashed key in one call: prefix, ts and ordinal (event_id).
-        self._id_key = struct.Struct(f">{len(self._id_prefix)}sqq").pack
-        # Shared by every document of this stream: never mutate (module docstring).
-        self._cloudwatch = {"log_group": group, "log_stream": stream}
-        self._aws = {"cloudwatch": self._cloudwatch}
-        self._cloud: dict[str, Any] = {"provider": "aws", "region": region}
-        if account:
-            self._cloud["account"] = {"id": account}
+        super().__init__(
+            group, stream, region, account, frozenset(b"\\" + "".join(triggers).encode())
+        )
         template = {
             "@timestamp": iso_ms(0),
             "message": "\n",
@@ -272,15 +162,6 @@ class Shaper:
         }
         # Serialized size of everything but the message text (+1 for a sink's separator).
         self._overhead = len(orjson.dumps(template)) - 4 + 1
-        # What follows "event" in a document, serialized once: in every
-        # unparsed one, _json_tail; in a parsed one, its parts.
-        self._aws_plain = b',"aws":' + orjson.dumps(self._aws)
-        self._aws_lambda_open = (
-            b',"aws":{"cloudwatch":' + orjson.dumps(self._cloudwatch) + b',"lambda":'
-        )
-        self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
-        self._json_tail = self._aws_plain + self._cloud_part + b"}"
-        self._runtime_tails: dict[bytes, bytes] = {}
 
     def __repr__(self) -> str:
         return f"Shaper({self.group!r}, {self.stream!r}, {self.region!r}, {self.parse_mode!r})"
@@ -333,203 +214,10 @@ class Shaper:
         nbytes = sum(map(len, docs)) + len(docs)
         flagged = self._flagged
         if flagged is not None and docs:
-            firsts = bytes(map(_first_message_byte, docs))
+            firsts = bytes(map(first_message_byte, docs))
             for match in flagged.finditer(firsts):
                 nbytes += self._parse_one(docs, match.start(), events[match.start()])
         return docs, list(map(_get_timestamp, events)), last_ts, ordinal, nbytes
-
-    def _lambda_lines(
-        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
-    ) -> tuple[list[Doc], int | None, int, list[int]]:
-        """:meth:`_plain_lines` for a stream whose Lambda lines are parsed.
-
-        The commonest Lambda lines (a runtime line whose body is no JSON
-        object, START, END, the usual REPORT) are recognised from their JSON
-        token, in C, without decoding it (``cwconsumer.parsing.lambda_``,
-        ``TOKEN_*``): their document is the plain line with another tail (cached
-        per request id and level for runtime lines), written at once. Returns
-        the lines, the last timestamp and ordinal, and the indexes of the other
-        lines that may need parsing (for :meth:`_parse_one`).
-        """
-        lines: list[Doc] = []
-        add = lines.append
-        slow: list[int] = []
-        id_key = self._id_key
-        id_prefix = self._id_prefix
-        digest = _digest
-        hexlify = _hexlify
-        join = b"".join
-        prefixes = _SECOND_PREFIXES
-        ms_closes = _MS_CLOSE
-        id_label = _EVENT_ID_KEY
-        head_open = _HEAD_OPEN
-        json_tail = self._json_tail
-        flagged = self._flagged_bytes
-        noncanonical = NONCANONICAL_ESCAPE.search
-        runtime = TOKEN_RUNTIME.match
-        start = TOKEN_START.match
-        end = TOKEN_END.match
-        report = TOKEN_REPORT.match
-        tails = self._runtime_tails
-        lambda_open = self._aws_lambda_open
-        start_open = lambda_open + b'{"type":"start","version":"'
-        start_mid = b'","request_id":"'
-        end_open = lambda_open + b'{"type":"end","request_id":"'
-        lambda_close = b'"}}' + self._cloud_part + b"}"  # fields, aws, document
-        report_close = b"}" + self._cloud_part + b"}"  # aws, document
-        last_ts = prev_ts
-        ordinal = prev_ord
-        sec: int | None = None
-        sec_head = ms_close = b""
-        if prev_ts is not None:
-            sec = prev_ts // 1000
-            sec_head = head_open + _second_prefix(sec).encode()
-            ms_close = ms_closes[prev_ts - sec * 1000]
-        last_ingested: int | None = None
-        event_close = b'"}'
-        for ev in events:
-            ts = ev.timestamp
-            if ts == last_ts:
-                ordinal += 1
-            else:
-                ordinal = 0
-                last_ts = ts
-                s = ts // 1000
-                if s != sec:
-                    sec = s
-                    sec_head = head_open + (prefixes.get(s) or _second_prefix(s)).encode()
-                ms_close = ms_closes[ts - s * 1000]
-            ingested = ev.ingestionTime
-            if ingested != last_ingested:
-                last_ingested = ingested
-                event_close = (
-                    b'"}'
-                    if ingested is None
-                    else b'","ingested":"' + iso_ms(ingested).encode() + b'"}'
-                )
-            token = bytes(ev.message)
-            tail = json_tail
-            first = token[1]
-            if first in flagged:
-                # START, END and REPORT patterns match whole tokens of
-                # printable ASCII without escapes but \\t and \\n; a runtime
-                # line's body is checked for what orjson would write otherwise.
-                if first <= 57:  # a digit: a runtime line?
-                    m = runtime(token)
-                    if m is not None and token.isascii() and noncanonical(token, m.end()) is None:
-                        key = m[1]
-                        tail = tails.get(key) or self._runtime_tail(key)
-                elif first == 83:  # "S"
-                    m = start(token)
-                    if m is not None:
-                        rid, version = m.group(1, 2)
-                        tail = join((start_open, version, start_mid, rid, lambda_close))
-                elif first == 69:  # "E"
-                    m = end(token)
-                    if m is not None:
-                        tail = join((end_open, m[1], lambda_close))
-                elif first == 82:  # "R"
-                    m = report(token)
-                    if m is not None:
-                        tail = join((lambda_open, self._report_fields(m), report_close))
-                if tail is json_tail:
-                    slow.append(len(lines))
-            event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
-            add(join((sec_head, ms_close, token, id_label, event_hex, event_close, tail)))
-        return lines, last_ts, ordinal, slow
-
-    @staticmethod
-    def _report_fields(m: re.Match[bytes]) -> bytes:
-        """``aws.lambda`` of a REPORT line matched by ``TOKEN_REPORT``, as JSON."""
-        rid, duration, billed, size, used, init = m.groups()
-        fields = {
-            "type": "report",
-            "request_id": rid.decode(),
-            "duration_ms": float(duration),
-            "billed_duration_ms": int(billed),
-            "memory_size_mb": int(size),
-            "max_memory_used_mb": int(used),
-        }
-        if init is not None:
-            fields["init_duration_ms"] = float(init)
-        return _dumps(fields)
-
-    def _runtime_tail(self, key: bytes) -> bytes:
-        """What follows ``event`` in the document of a runtime line with this
-        request id and level (``TOKEN_RUNTIME``'s group; cached per stream: an
-        invocation's lines share them)."""
-        request_id, level = runtime_key_fields(key)
-        tail = (
-            self._aws_plain
-            if request_id is None
-            else self._aws_lambda_open + b'{"request_id":"' + request_id + b'"}}'
-        )
-        tail += self._cloud_part
-        if level is not None:
-            tail += _LEVEL_PARTS[level.decode()]
-        tail += b"}"
-        tails = self._runtime_tails
-        if len(tails) >= _RUNTIME_TAILS_MAX:
-            tails.clear()
-        tails[key] = tail
-        return tail
-
-    def _plain_lines(
-        self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
-    ) -> tuple[list[Doc], int | None, int]:
-        """Each event as its JSON line, message token as the API sent it.
-
-        Returns the lines and the last event's timestamp and ordinal."""
-        lines: list[Doc] = []
-        add = lines.append
-        id_key = self._id_key
-        id_prefix = self._id_prefix
-        digest = _digest
-        hexlify = _hexlify
-        join = b"".join
-        prefixes = _SECOND_PREFIXES
-        ms_closes = _MS_CLOSE
-        no_ingested_tail = b'"}' + self._json_tail
-        id_label = _EVENT_ID_KEY
-        head_open = _HEAD_OPEN
-        last_ts = prev_ts
-        ordinal = prev_ord
-        # A line's head is two parts: _HEAD_OPEN and the stamp up to its second
-        # (one per second), then the milliseconds and _HEAD_CLOSE (a table).
-        # Set here for last_ts, so that an event of the previous page's last
-        # millisecond (ordinal > 0 at once) has them.
-        sec: int | None = None
-        sec_head = ms_close = b""
-        if prev_ts is not None:
-            sec = prev_ts // 1000
-            sec_head = head_open + _second_prefix(sec).encode()
-            ms_close = ms_closes[prev_ts - sec * 1000]
-        # Events of one PutLogEvents call share their ingestionTime: format it once.
-        last_ingested: int | None = None
-        tail = no_ingested_tail
-        for ev in events:
-            ts = ev.timestamp
-            if ts == last_ts:
-                ordinal += 1
-            else:
-                ordinal = 0
-                last_ts = ts
-                s = ts // 1000
-                if s != sec:
-                    sec = s
-                    sec_head = head_open + (prefixes.get(s) or _second_prefix(s)).encode()
-                ms_close = ms_closes[ts - s * 1000]
-            ingested = ev.ingestionTime
-            if ingested != last_ingested:
-                last_ingested = ingested
-                tail = (
-                    no_ingested_tail
-                    if ingested is None
-                    else b'","ingested":"' + iso_ms(ingested).encode() + no_ingested_tail
-                )
-            event_hex = hexlify(digest(id_key(id_prefix, ts, ordinal)))
-            add(join((sec_head, ms_close, ev.message, id_label, event_hex, tail)))
-        return lines, last_ts, ordinal
 
     def _parse_one(self, docs: list[Doc], i: int, ev: LogEvent) -> int:
         """Replace plain line ``docs[i]`` by the parsed document if its message
@@ -558,14 +246,14 @@ class Shaper:
             parts = [
                 line[: len(line) - len(self._json_tail)]
                 if canonical
-                else line[:_HEAD_LEN]
+                else line[:HEAD_LEN]
                 + _dumps(message)
-                + line[_HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
+                + line[HEAD_LEN + len(token) : len(line) - len(self._json_tail)],
                 self._aws_plain if not fields else self._aws_lambda_open + _dumps(fields) + b"}",
                 self._cloud_part,
             ]
             if level is not None:
-                parts.append(_LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}")
+                parts.append(LEVEL_PARTS.get(level) or b',"log":{"level":' + _dumps(level) + b"}")
             if obj is not None:
                 parts += (b',"json":', _dumps(obj))
             parts.append(b"}")
@@ -573,12 +261,10 @@ class Shaper:
         except (TypeError, orjson.JSONEncodeError):
             # Not expected (the parsers keep only what orjson writes): keep the
             # dict document, which the sink refuses as poison.
-            event = {"id": line[_ID_AT + len(token) : _ID_AT + len(token) + 32].decode()}
+            event = {"id": line[ID_AT + len(token) : ID_AT + len(token) + 32].decode()}
             if ev.ingestionTime is not None:
                 event["ingested"] = iso_ms(ev.ingestionTime)
-            dict_doc, extra = self._shape_parsed(
-                line[_STAMP_AT:_STAMP_END].decode(), message, event
-            )
+            dict_doc, extra = self._shape_parsed(line[STAMP_AT:STAMP_END].decode(), message, event)
             docs[i] = dict_doc
             return self._overhead + len(token) + extra - (len(line) + 1)
         docs[i] = doc
@@ -646,7 +332,7 @@ class Shaper:
             if ts != stamp_ts:
                 stamp_ts = ts
                 stamp = iso_ms(ts)  # from the same per-second cache as the hot path
-                head = _head(stamp)
+                head = line_head(stamp)
             ingested = ev.get("ingestionTime")
             if ingested is None:
                 tail = no_ingested_tail
@@ -667,7 +353,7 @@ class Shaper:
                 except orjson.JSONEncodeError:  # lone surrogate: the sink refuses it
                     pass
                 else:
-                    line = join((head, text, _EVENT_ID_KEY, event_hex.encode(), tail))
+                    line = join((head, text, EVENT_ID_KEY, event_hex.encode(), tail))
                     nbytes += len(line) + 1
                     add_doc(line)
                     add_ts(ts)

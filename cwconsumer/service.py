@@ -47,7 +47,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from cwconsumer import earlystop
+from cwconsumer import allocator, earlystop
 from cwconsumer.admin import AdminServer
 from cwconsumer.arns import is_group_arn
 from cwconsumer.aws import LogsClient, aws_role
@@ -118,6 +118,9 @@ class Service:
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         gc.enable()  # `cwconsumer run` starts with it off (cli.cmd_run)
+        # Documents of more than 512 bytes come from glibc's malloc: keep the
+        # memory of delivered batches for the next pages (cwconsumer.allocator).
+        allocator.tune()
         try:
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root.cancel_scope)
@@ -285,7 +288,7 @@ class Service:
 
     async def _account(self, logs: LogsClient) -> str | None:
         """The account id the credentials read from: part of every ``event.id``
-        (documents.event_id), so nothing is read before it is known. Needs no
+        (eventid.event_id), so nothing is read before it is known. Needs no
         call when every group is given by ARN or a role is assumed. Retried
         with a back-off up to a minute, said in /healthz; None on a stop."""
         if self.cfg.log_groups and not self.cfg.log_group_prefixes:

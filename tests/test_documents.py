@@ -12,8 +12,10 @@ import pytest
 import xxhash
 
 from cwconsumer.aws import decode_get_log_events
-from cwconsumer.documents import PARSE_MODES, event_id, iso_ms
+from cwconsumer.documents import PARSE_MODES
 from cwconsumer.documents import Shaper as _Shaper
+from cwconsumer.eventid import event_id
+from cwconsumer.isotime import iso_ms
 from cwconsumer.model import LogEvent, doc_fields
 from cwconsumer.sinks.formats import dumps_doc
 

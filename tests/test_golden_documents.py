@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cwconsumer.aws import decode_get_log_events
-from cwconsumer.documents import PARSE_MODES, event_id
+from cwconsumer.documents import PARSE_MODES
+from cwconsumer.eventid import event_id
 from cwconsumer.metrics import ingested_ms
 from cwconsumer.model import doc_fields
 from tests.support.golden_documents import (

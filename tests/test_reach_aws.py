@@ -19,7 +19,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from cwconsumer.documents import event_id
+from cwconsumer.eventid import event_id
 from tests.conftest import REGION, Moto, wait_until
 from tests.support.fakesinks import RecordingSink
 from tests.support.harness import Admin, Writer, free_port, log_records, run_cli

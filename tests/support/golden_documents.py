@@ -11,7 +11,7 @@ holds the resulting bytes; ``tests/test_golden_documents.py`` compares the
 product's output with them byte for byte.
 
 ``event.id`` is kept out of the stored bytes (replaced by :data:`ID_MARK`) and
-checked apart against :func:`cwconsumer.documents.event_id`, so a change of
+checked apart against :func:`cwconsumer.eventid.event_id`, so a change of
 what the id hashes (for example account and Region added to its key) does not
 invalidate the goldens; only ``expected_id`` in the test follows it.
 

@@ -40,7 +40,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from cwconsumer.documents import event_id
+from cwconsumer.eventid import event_id
 from tests.support.fakecwl import FakeCloudWatchLogs
 from tests.support.fakesinks import BODY, RecordingSink, decode_documents
 
