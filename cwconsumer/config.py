@@ -39,7 +39,11 @@ __all__ = [
     "ConfigError",
     "Secret",
     "StartPosition",
+    "aws_endpoint",
+    "load_admin_addr",
     "load_config",
+    "load_existing_db_path",
+    "load_lease_ttl_s",
     "parse_start_position",
     "validate_db_path",
 ]
@@ -107,6 +111,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
 """``(name, default, meaning)`` of every ``CWC_`` variable; default ``""`` means none."""
 
 _DEFAULTS: dict[str, str] = {name: default for name, default, _ in VARIABLES}
+DEFAULT_LEASE_TTL_S = 10.0
+"""``CWC_LEASE_TTL``'s default, in seconds."""
 
 SINK_FORMATS: tuple[str, ...] = ("ndjson", "json", "elasticsearch", "splunk-hec", "loki", "otlp")
 OTLP_ENCODINGS: tuple[str, ...] = ("protobuf", "json")
@@ -428,7 +434,7 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
             f"got {format_duration(lease_ttl_s)}",
         )
 
-    db_path = os.path.abspath(os.path.expanduser(env.text("CWC_DB_PATH")))
+    db_path = _read_db_path_text(env)
     db_problem = validate_db_path(db_path)
     if db_problem is not None:
         env.problem("CWC_DB_PATH", db_problem)
@@ -512,6 +518,61 @@ def load_config(environ: Mapping[str, str], *, now_ms: int | None = None) -> Con
     if env.problems:
         raise ConfigError(_in_table_order(env.problems))
     return config
+
+
+# -- the parts a command needs --------------------------------------------------------
+# Commands that do not consume (status, reset, dead-letters, healthcheck) read
+# only the variables they use, with the same readers and messages as
+# load_config: a problem elsewhere in the configuration does not stop them.
+
+
+def _load_part(environ: Mapping[str, str], read: Callable[[_Reader], _T]) -> _T:
+    env = _Reader(environ)
+    value = read(env)
+    if env.problems:
+        raise ConfigError(env.problems)
+    return value
+
+
+def load_existing_db_path(environ: Mapping[str, str]) -> str:
+    """``CWC_DB_PATH`` as ``run`` resolves it, for a command that reads the
+    database a run made; :class:`ConfigError` when there is no file there."""
+
+    def read(env: _Reader) -> str:
+        path = _read_db_path_text(env)
+        if not os.path.exists(path):
+            problem = validate_db_path(path)
+            env.problem(
+                "CWC_DB_PATH",
+                problem or f"{path} does not exist yet (start `cwconsumer run` first)",
+            )
+        return path
+
+    return _load_part(environ, read)
+
+
+def load_lease_ttl_s(environ: Mapping[str, str]) -> float:
+    """``CWC_LEASE_TTL`` in seconds: when a lease counts as stale."""
+    return _load_part(environ, lambda env: env.duration("CWC_LEASE_TTL"))
+
+
+def load_admin_addr(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """``CWC_ADMIN_ADDR`` as (host, port); None when ``off``."""
+    return _load_part(environ, _read_admin_addr)
+
+
+def aws_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The CloudWatch Logs endpoint URL botocore is given, if any
+    (``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``, else ``AWS_ENDPOINT_URL``)."""
+    for name in ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL"):
+        value = (environ.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _read_db_path_text(env: _Reader) -> str:
+    return os.path.abspath(os.path.expanduser(env.text("CWC_DB_PATH")))
 
 
 _GROUP_VARS = frozenset({"CWC_LOG_GROUPS", "CWC_LOG_GROUP_PREFIXES"})

@@ -151,6 +151,21 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
+class DeadLetterRow:
+    """A stored dead letter, as ``dead-letters`` shows and replays it."""
+
+    id: int
+    key: StreamKey
+    event_id: str
+    timestamp_ms: int
+    status: int | None
+    answer: str
+    created_ms: int
+    replayed_ms: int | None
+    document: bytes
+
+
+@dataclass(slots=True)
 class StreamMeta:
     """Discovery/reader facts about a stream that are not checkpoints."""
 
@@ -163,6 +178,9 @@ class StreamMeta:
 
 @dataclass(slots=True)
 class LeaseInfo:
+    """The lease row: who holds it (``owner`` None: nobody), since which
+    epoch, and when its holder last renewed it."""
+
     owner: str | None
     epoch: int
     heartbeat_ms: int
@@ -170,6 +188,7 @@ class LeaseInfo:
     pid: int | None
 
     def live(self, now_ms: int, ttl_ms: int) -> bool:
+        """Whether a holder renewed it less than ``ttl_ms`` ago."""
         return self.owner is not None and now_ms - self.heartbeat_ms < ttl_ms
 
 
@@ -245,6 +264,12 @@ class Store:
             await conn.close()
             raise
         return store
+
+    @classmethod
+    async def open_existing(cls, path: str) -> Store:
+        """Open an existing database as it is, for the operator's commands:
+        same journal mode (read from the file header), no migrations."""
+        return await cls.open(path, journal_mode_of(path), create=False, migrate=False)
 
     async def _setup(self, migrate: bool) -> None:
         # Only reads until the file is known to be ours and not too new: even
@@ -582,11 +607,72 @@ class Store:
 
     # -- commands that do not hold the lease --------------------------------
 
-    async def unfenced_write(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def count_dead_letters_pending(self) -> int:
+        """Dead letters not replayed yet."""
+        with _edge(self.path, "cannot read"):
+            rows = await self._db.execute_fetchall(
+                "SELECT COUNT(*) FROM dead_letters WHERE replayed_ms IS NULL"
+            )
+        return int(next(iter(rows))[0])
+
+    async def load_dead_letters(
+        self, limit: int, *, pending_only: bool = False
+    ) -> list[DeadLetterRow]:
+        """The first ``limit`` dead letters, oldest first (``pending_only``:
+        those not replayed yet)."""
+        sql = (
+            "SELECT id, group_name, stream_name, event_id, timestamp_ms, status, answer, "
+            "created_ms, replayed_ms, document FROM dead_letters"
+        )
+        if pending_only:
+            sql += " WHERE replayed_ms IS NULL"
+        with _edge(self.path, "cannot read"):
+            rows = await self._db.execute_fetchall(sql + " ORDER BY id LIMIT ?", (limit,))
+        return [
+            DeadLetterRow(r[0], StreamKey(r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            for r in rows
+        ]
+
+    async def mark_replayed(self, dead_letter_id: int, now_ms: int) -> None:
+        """Record that the sink confirmed a replayed dead letter. Not fenced:
+        it touches nothing a ``run`` writes."""
+        await self._unfenced_write(
+            "UPDATE dead_letters SET replayed_ms = ? WHERE id = ?", (now_ms, dead_letter_id)
+        )
+
+    async def reset_checkpoints(
+        self,
+        group: str,
+        stream: str | None,
+        start_ms: int | None,
+        *,
+        now_ms: int,
+        lease_stale_before_ms: int,
+    ) -> int:
+        """``reset``: the streams of ``group`` (or its one ``stream``) read
+        again from ``start_ms`` (None: their beginning), unless a run renewed
+        the lease after ``lease_stale_before_ms``. That check is part of the
+        statement itself, so a run starting between a separate check and the
+        write could not slip in. Returns the number of streams moved (0:
+        refused, or nothing matched)."""
+        sql = (
+            "UPDATE streams SET token = NULL, start_time_ms = ?, skip = 0, last_ts = NULL, "
+            "last_ord = -1, state = 'new', checkpoint_ms = ? WHERE group_name = ?"
+        )
+        params: list[Any] = [start_ms, now_ms, group]
+        if stream is not None:
+            sql += " AND stream_name = ?"
+            params.append(stream)
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM lease WHERE id = 1 AND owner IS NOT NULL "
+            "AND heartbeat_ms > ?)"
+        )
+        params.append(lease_stale_before_ms)
+        return await self._unfenced_write(sql, params)
+
+    async def _unfenced_write(self, sql: str, args: Sequence[Any] = ()) -> int:
         """For ``reset`` / ``dead-letters``: one IMMEDIATE transaction, not fenced.
-        The lease is the caller's business: ``reset`` puts its check in the
-        statement itself; marking dead letters replayed touches nothing a
-        ``run`` writes. Returns the number of rows changed."""
+        The lease is the caller's business. Returns the number of rows changed."""
         async with self._lock:
             try:
                 with _edge(self.path, "cannot write"):
@@ -601,8 +687,86 @@ class Store:
         return count
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Any read, for tests and benchmarks that look inside (the product
+        itself uses the named methods above)."""
         with _edge(self.path, "cannot read"):
             return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+
+
+def journal_mode_of(path: str) -> str:
+    """The journal mode an existing database file is in (``wal`` or ``delete``)."""
+    with open(path, "rb") as fh:
+        header = fh.read(20)
+    # Header bytes 18/19 are 2 in WAL mode, 1 with a rollback journal.
+    return "wal" if len(header) == 20 and header[18] == 2 else "delete"
+
+
+@dataclass(slots=True)
+class DatabaseFacts:
+    """What ``check`` found out about a database file (:func:`inspect_database`)."""
+
+    exists: bool
+    problem: str | None = None
+    version: int = 0
+    latest: int = 0
+    journal_mode: str = ""
+    holder: str | None = None  # "host pid N" while a run holds the lease
+
+
+INSPECT_LOCK_TIMEOUT_S = 5.0
+
+
+def inspect_database(path: str, ttl_ms: int) -> DatabaseFacts:
+    """For ``check`` (synchronous: run it in a thread): writable, ours, schema
+    known to this version, who holds it. Changes nothing: a write transaction
+    is opened and rolled back, no migration, no journal mode switch."""
+    if not os.path.exists(path):
+        return DatabaseFacts(exists=False)
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if header and header != b"SQLite format 3\x00":
+        return DatabaseFacts(True, f"{path} is not an SQLite database")
+    latest = len(load_migrations())
+    try:
+        conn = sqlite3.connect(
+            Path(path).absolute().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=INSPECT_LOCK_TIMEOUT_S,
+            isolation_level=None,
+        )
+    except sqlite3.Error as exc:
+        return DatabaseFacts(True, f"cannot open {path} for writing: {exc}")
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "schema_version" not in tables:
+            return DatabaseFacts(True, f"{path} belongs to another program (no schema_version)")
+        version = 0
+        if "schema_version" in tables:
+            version = int(
+                conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+            )
+        if version > latest:
+            return DatabaseFacts(
+                True, f"{path} has schema {version}, newer than this cwconsumer ({latest}); upgrade"
+            )
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            return DatabaseFacts(True, f"{path} is not writable: {exc}")
+        holder = None
+        if "lease" in tables:
+            row = conn.execute(
+                "SELECT owner, host, pid, heartbeat_ms FROM lease WHERE id = 1"
+            ).fetchone()
+            if row is not None and row[0] and time.time() * 1000 - row[3] < ttl_ms:
+                holder = f"{row[1]} pid {row[2]}"
+    except sqlite3.DatabaseError as exc:
+        return DatabaseFacts(True, f"{path} is not usable: {exc}")
+    finally:
+        conn.close()
+    return DatabaseFacts(True, None, version, latest, mode, holder)
 
 
 def _prepare_path(path: str, create: bool) -> str:
