@@ -30,6 +30,8 @@ import anyio
 
 from cwconsumer.errors import LeaseLost, SchemaTooNew, StoreError, StoreGone
 from cwconsumer.model import Checkpoint, StreamKey
+from cwconsumer.model import Commit as Commit  # the rows commit() takes, re-exported
+from cwconsumer.model import DeadLetter as DeadLetter
 
 _NETWORK_FS = ("nfs", "nfs4", "efs", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "lustre")
 _MIGRATION_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
@@ -128,26 +130,6 @@ class StreamRow:
     last_ingestion_seen_ms: int | None
     last_read_ms: int | None
     checkpoint_ms: int | None
-
-
-@dataclass(slots=True)
-class Commit:
-    """One stream's move after a confirmed delivery."""
-
-    key: StreamKey
-    checkpoint: Checkpoint
-    delivered: int
-    dead_lettered: int
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    key: StreamKey
-    event_id: str
-    timestamp_ms: int
-    document: bytes
-    status: int | None
-    answer: str
 
 
 @dataclass(slots=True)
