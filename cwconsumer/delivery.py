@@ -58,7 +58,7 @@ from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey
 from cwconsumer.sinks.base import Outcome, SendResult, Sink
-from cwconsumer.store import Store
+from cwconsumer.store import CheckpointStore
 
 log = logging.getLogger("cwconsumer.delivery")
 
@@ -107,7 +107,7 @@ class Lane:
         self,
         index: int,
         sink: Sink,
-        store: Store,
+        store: CheckpointStore,
         budget: Budget,
         health: Health,
         metrics: Metrics,

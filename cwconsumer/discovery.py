@@ -51,7 +51,7 @@ from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError, NotFound
 from cwconsumer.model import Checkpoint, StreamKey
 from cwconsumer.registry import Registry
-from cwconsumer.store import GroupRow, Store, StreamRow
+from cwconsumer.store import CheckpointStore, GroupRow, StreamRow
 from cwconsumer.streams import Schedule, State, StreamState, Tier
 
 __all__ = ["Discovery", "Registry", "group_matches"]
@@ -91,7 +91,7 @@ class Discovery:
     def __init__(
         self,
         logs: LogsClient,
-        store: Store,
+        store: CheckpointStore,
         registry: Registry,
         schedule: Schedule,
         *,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 import anyio
@@ -111,6 +111,8 @@ def detect_journal_mode(db_path: str, mounts: str | None = None) -> str:
 
 @dataclass(slots=True)
 class GroupRow:
+    """A group's row: when it was first seen, where it starts, whether it was deleted."""
+
     name: str
     first_seen_ms: int
     start_time_ms: int | None
@@ -120,6 +122,8 @@ class GroupRow:
 
 @dataclass(slots=True)
 class StreamRow:
+    """A stream's row: its checkpoint, counts and the facts discovery keeps."""
+
     key: StreamKey
     created_ms: int | None
     checkpoint: Checkpoint
@@ -172,6 +176,55 @@ class LeaseInfo:
     def live(self, now_ms: int, ttl_ms: int) -> bool:
         """Whether a holder renewed it less than ``ttl_ms`` ago."""
         return self.owner is not None and now_ms - self.heartbeat_ms < ttl_ms
+
+
+class CheckpointStore(Protocol):
+    """What the pipeline's stages use of the checkpoint database: discovery
+    (groups and streams), the registry (stream facts) and the lanes
+    (checkpoints with dead letters). :class:`Store` is the real one; every
+    write it makes is fenced by the lease. Tests above the edge may use an
+    in-memory one (``tests/support/memstore.py``). Lease handling, opening
+    and closing stay with the service, which holds the real :class:`Store`."""
+
+    async def load_groups(self) -> dict[str, GroupRow]:
+        """Every known group by name."""
+        ...
+
+    async def load_streams(self, group: str | None = None) -> list[StreamRow]:
+        """Every known stream (of ``group``), by group and stream name."""
+        ...
+
+    async def save_group(self, row: GroupRow) -> None:
+        """Insert or replace a group's row."""
+        ...
+
+    async def save_group_walked(self, name: str, walked_ms: int | None) -> None:
+        """Record when the last complete deep walk of a group started."""
+        ...
+
+    async def add_streams(
+        self, rows: Sequence[StreamRow], *, replace: Iterable[StreamKey] = ()
+    ) -> None:
+        """Insert new streams; an existing row is kept unless in ``replace``."""
+        ...
+
+    async def forget_streams(self, group: str, streams: Iterable[str] | None = None) -> None:
+        """Drop the checkpoints of a group (or of some of its streams)."""
+        ...
+
+    async def prune_streams(self, keys: Sequence[StreamKey]) -> None:
+        """Delete the rows of forgotten streams."""
+        ...
+
+    async def save_meta(self, metas: Sequence[StreamMeta]) -> None:
+        """Update streams' discovery/reader facts (not their checkpoints)."""
+        ...
+
+    async def commit(
+        self, commits: Sequence[Commit], dead: Sequence[DeadLetter] = (), now_ms: int | None = None
+    ) -> None:
+        """Move checkpoints and record dead letters in one transaction."""
+        ...
 
 
 _STREAM_COLS = (
@@ -318,11 +371,13 @@ class Store:
                 raise translate(exc, self.path, f"migration {name} failed on") from exc
 
     async def aclose(self) -> None:
+        """Close the connection."""
         await self._db.close()
 
     # -- lease -------------------------------------------------------------
 
     async def lease_info(self) -> LeaseInfo:
+        """The lease row as it is now (not fenced: any process may look)."""
         with _edge(self.path, "cannot read the lease in"):
             rows = list(
                 await self._db.execute_fetchall(
@@ -414,6 +469,7 @@ class Store:
     # -- groups and streams -------------------------------------------------
 
     async def load_groups(self) -> dict[str, GroupRow]:
+        """Every known group by name."""
         with _edge(self.path, "cannot read"):
             rows = await self._db.execute_fetchall(
                 "SELECT name, first_seen_ms, start_time_ms, deleted_ms, walked_ms FROM groups"
@@ -437,10 +493,12 @@ class Store:
             )
 
     async def stream_count(self) -> int:
+        """How many streams have a row."""
         rows = await self._db.execute_fetchall("SELECT COUNT(*) FROM streams")
         return int(next(iter(rows))[0])
 
     async def load_streams(self, group: str | None = None) -> list[StreamRow]:
+        """Every known stream (of ``group``), by group and stream name."""
         sql = f"SELECT {_STREAM_COLS} FROM streams"
         args: tuple[Any, ...] = ()
         if group is not None:
@@ -451,6 +509,7 @@ class Store:
         return [_stream_row(r) for r in rows]
 
     async def save_group(self, row: GroupRow) -> None:
+        """Insert or replace a group's row."""
         async with self._fenced() as db:
             await db.execute(
                 "INSERT INTO groups (name, first_seen_ms, start_time_ms, deleted_ms, walked_ms) "
@@ -512,6 +571,7 @@ class Store:
             )
 
     async def save_meta(self, metas: Sequence[StreamMeta]) -> None:
+        """Update streams' discovery/reader facts (not their checkpoints)."""
         if not metas:
             return
         async with self._fenced() as db:
