@@ -12,6 +12,13 @@ from cwconsumer import earlystop
 from cwconsumer import logs as logsetup
 from cwconsumer.commands import EXIT_ERROR, EXIT_OK, run_async
 from cwconsumer.config import load_config
+from cwconsumer.process import (
+    STOP_WATCHDOG_GRACE_S,
+    arm_stop_watchdog,
+    collector_off,
+    dump_stacks_on_fatal_signals,
+    settle_collector,
+)
 
 log = logging.getLogger("cwconsumer")
 
@@ -21,14 +28,20 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     earlystop.catch()  # a SIGTERM during start-up still ends in a clean exit 0
     cfg = load_config(environ)
     logsetup.setup(cfg.log_level, cfg.log_format, logsetup.secrets_of(cfg))
-    # Start-up (imports, the AWS client) makes many objects and few cycles:
-    # the cyclic collector stays off until Service.run collects and freezes
-    # them (about 10 % of the start-up CPU), and is on again however it ends.
-    gc.disable()
+    dump_stacks_on_fatal_signals()
+    # Off until the service has opened the database, then frozen and rare
+    # (cwconsumer.process); on again however it ends.
+    collector_off()
     try:
         from cwconsumer.service import Service
 
-        service = Service(cfg)
+        service = Service(
+            cfg,
+            on_opened=settle_collector,
+            on_stop_requested=lambda: arm_stop_watchdog(
+                cfg.shutdown_timeout_s + STOP_WATCHDOG_GRACE_S
+            ),
+        )
 
         async def go() -> int:
             await service.run()
