@@ -103,6 +103,20 @@ async def _no_guard() -> None:
 
 
 class Lane:
+    """One delivery lane: chunks in through :attr:`channel` (streams hashed
+    onto it by :func:`lane_of`), ONE batch in flight to the sink, the
+    checkpoints of a confirmed batch committed with its dead letters, the
+    memory given back to the budget. The rules it applies (what joins a
+    batch, halving on refusals, the checkpoint plan) are
+    :mod:`cwconsumer.batching`'s; the lane does the waiting, sending,
+    retrying and committing.
+
+    ``current`` tells whether a chunk's stream incarnation still counts
+    (else it moves no checkpoint); ``on_committed`` hears of every commit;
+    ``guard`` runs before each send (proves the lease); ``sleep`` and
+    ``clock`` are injectable so hours of back-off run in a test's second.
+    """
+
     def __init__(
         self,
         index: int,
@@ -141,7 +155,9 @@ class Lane:
         self._refusing: tuple[int | None, str] | None = None  # a sink-wide refusal seen
 
     async def run(self) -> None:
-        """Until the channel is closed and drained."""
+        """Collect, deliver and commit batches until the channel is closed
+        and drained. Raises (crash-only) on a commit refused for good or a
+        lost lease; the checkpoint then never passed the batch."""
         while True:
             await self.channel.wait_readable()
             if self.channel.drained():

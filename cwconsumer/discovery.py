@@ -88,6 +88,13 @@ def listed_group_key(listed: dict[str, Any], own_account: str) -> str | None:
 
 
 class Discovery:
+    """Finds the configured groups and their streams (module docstring: how
+    deep each walk goes), records new ones in the store and the registry,
+    wakes streams with news in the schedule, and forgets idle ones. Call
+    :meth:`load` once, then :meth:`cycle` every :attr:`tick_s` (or
+    :meth:`run`). Holds no events: the service restarts it after a failure.
+    """
+
     def __init__(
         self,
         logs: LogsClient,
@@ -176,6 +183,7 @@ class Discovery:
         )
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """:meth:`cycle` every :attr:`tick_s` until cancelled; started after the first."""
         started = False
         while True:
             await self.cycle()

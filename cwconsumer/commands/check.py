@@ -59,6 +59,7 @@ class Result:
     why: str
 
     def line(self) -> str:
+        """The verdict as printed, secrets scrubbed."""
         return REDACTOR.scrub(f"{'✓' if self.ok else '✗'} {self.what}: {self.why}")
 
 
