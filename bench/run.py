@@ -961,7 +961,7 @@ def scenario_peer(args: argparse.Namespace) -> list[Row]:
 # ----------------------------------------------------------------------------- main
 
 FRESHNESS = ("fleet", "biggroup", "months")  # bench/freshness.py
-SCENARIOS = ("backlog", "lambda", "rate", "idle", "dead", "latency", "peer", *FRESHNESS)
+SCENARIOS = ("backlog", "lambda", "otlp", "rate", "idle", "dead", "latency", "peer", *FRESHNESS)
 
 
 def _freshness() -> Any:
@@ -1102,6 +1102,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += scenario_backlog(args)
         elif name == "lambda":
             rows += scenario_lambda(args)
+        elif name == "otlp":
+            sys.modules.setdefault("run", sys.modules[__name__])
+            import otlp
+
+            rows += otlp.scenario_otlp(args)
         elif name == "rate":
             rows += scenario_rate(args)
         elif name == "idle":

@@ -1,7 +1,8 @@
 """A fast counting HTTP sink for the benchmarks, run as its own process.
 
 Any POST path: counts the NDJSON lines of the body (``body.count(b"\\n")``,
-no JSON parsing) and answers ``200``. With ``--latency`` it also extracts
+no JSON parsing), or the log records of an OTLP protobuf body (decoded with
+``opentelemetry-proto``), and answers ``200``. With ``--latency`` it also extracts
 each document's ``event.ingested`` with one regular expression over the body
 and records ``confirmation time - ingestion time`` per event (ms), the
 confirmation time being the moment the body has been read, just before the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import gzip
 import re
 import signal
 import time
@@ -29,6 +31,19 @@ import orjson
 from aiohttp import web
 
 _INGESTED = re.compile(rb'"ingested":"([^"]+)"')
+
+
+def _otlp_records(body: bytes, encoding: str) -> int:
+    """Log records in an OTLP/HTTP protobuf ExportLogsServiceRequest."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+    )
+
+    if encoding == "gzip":
+        body = gzip.decompress(body)
+    req = ExportLogsServiceRequest()
+    req.ParseFromString(body)
+    return sum(len(s.log_records) for r in req.resource_logs for s in r.scope_logs)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -76,7 +91,10 @@ class CountingSink:
                 self.open_requests -= 1
         body = await request.read()
         now = time.time()
-        n = body.count(b"\n")
+        if request.content_type == "application/x-protobuf":
+            n = _otlp_records(body, request.headers.get("Content-Encoding", ""))
+        else:
+            n = body.count(b"\n")
         self.requests += 1
         self.events += n
         self.bytes += len(body)

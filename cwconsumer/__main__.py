@@ -1,5 +1,5 @@
 """``python -m cwconsumer`` is the same program as ``cwconsumer``."""
 
-from cwconsumer.cli import main
+from cwconsumer.entry import main
 
 raise SystemExit(main())

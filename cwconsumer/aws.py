@@ -45,7 +45,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from cwconsumer.arns import is_group_arn, parse_group_arn, role_account
+from cwconsumer.arns import group_name, is_group_arn, parse_group_arn, role_account
 from cwconsumer.errors import (
     AccessDenied,
     AwsError,
@@ -94,6 +94,22 @@ _FAST_SHAPES = frozenset(
 )
 # ListLogGroups answers for these when the endpoint or the policy lacks it:
 # prefix discovery falls back to DescribeLogGroups for good.
+# ListLogGroups' logGroupNamePattern (botocore's model: LogGroupNameRegexPattern)
+# takes 3 to 24 of these characters after the ``^``; longer prefixes are cut
+# (and the answer filtered), shorter ones are listed with DescribeLogGroups.
+_PATTERN_CHARS = frozenset("._-/#ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_PATTERN_MAX = 24
+
+
+def list_pattern(prefix: str) -> str | None:
+    """The ListLogGroups pattern listing every group whose name starts with
+    ``prefix`` (and maybe more), or None when no valid pattern can."""
+    head = prefix[:_PATTERN_MAX]
+    if len(head) < 3 or not set(head) <= _PATTERN_CHARS:
+        return None
+    return "^" + head
+
+
 _NO_LIST_CODES = frozenset(
     {"UnknownOperationException", "InvalidAction", "NotImplemented", "ValidationException"}
 )
@@ -471,6 +487,17 @@ class LogsClient:
         r = await self._call("DescribeLogGroups", **params)
         return list(r.get("logGroups", [])), r.get("nextToken")
 
+    async def describe_group(self, group: str) -> dict[str, Any] | None:
+        """The DescribeLogGroups entry of one group, by name or ARN (None: not
+        listed, e.g. deleted). Carries ``logGroupClass``,
+        ``dataProtectionStatus`` and ``retentionInDays`` where AWS reports them."""
+        if is_group_arn(group):
+            found, _ = await self.describe_log_groups(None, None, identifiers=[group])
+        else:
+            found, _ = await self.describe_log_groups(group, None)
+        name = group_name(group)
+        return next((g for g in found if g.get("logGroupName") == name), None)
+
     async def list_groups(
         self, prefix: str, next_token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -480,8 +507,9 @@ class LogsClient:
         have ``logGroupName`` and, when the API gives it, ``logGroupArn`` /
         ``arn`` and ``logGroupClass``. A token from one operation is never
         given to the other: a switch starts the listing again."""
-        if self.list_groups_available:
-            params: dict[str, Any] = {"limit": 1000, "logGroupNamePattern": "^" + prefix}
+        pattern = list_pattern(prefix)
+        if self.list_groups_available and pattern is not None:
+            params: dict[str, Any] = {"limit": 1000, "logGroupNamePattern": pattern}
             if self.include_linked_accounts:
                 params["includeLinkedAccounts"] = True
             if next_token:
@@ -499,7 +527,7 @@ class LogsClient:
                     extra={"error": str(exc)[:200]},
                 )
                 return await self.describe_log_groups(prefix, None)
-            # The pattern is a case-insensitive regular expression: keep exact prefixes.
+            # The pattern may be a shortened prefix: keep the exact prefix only.
             groups = [
                 g
                 for g in r.get("logGroups", [])

@@ -52,6 +52,7 @@ from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
 from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed, StoreError
 from cwconsumer.flow import Budget, ChannelClosed, Router
+from cwconsumer.groupinfo import GroupInfo, masked
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, StreamKey
@@ -108,6 +109,7 @@ class Service:
         self.admin_port: int | None = None
         self.started_at = time.time()
         self.discovery: Discovery | None = None
+        self.group_info: GroupInfo | None = None
         self.stuck_database = False
         """The database connection could not be closed: the caller must end
         the process without waiting for aiosqlite's (non-daemon) thread."""
@@ -367,7 +369,7 @@ class Service:
             park=router.park,
             account=account,
             on_refused=self.health.groups_refused.__setitem__,
-            class_of=lambda group: discovery.group_class.get(group),
+            class_of=self._class_of,
         )
         self.schedule.fade = reader.fade
         discovery = Discovery(
@@ -386,6 +388,14 @@ class Service:
         self.discovery = discovery
         self._discovery = discovery
         await discovery.load()
+        self.group_info = info = GroupInfo(
+            logs,
+            store,
+            lambda: [k for k, g in reg.groups.items() if g.deleted_ms is None],
+            tick_s=discovery.tick_s,  # a group just found is described within a tick
+            unmask=cfg.unmask,
+        )
+        await info.load()
         fetch_scope = anyio.CancelScope()
         fetchers_done = anyio.Event()
         lanes_done = anyio.Event()
@@ -395,6 +405,7 @@ class Service:
                 with fetch_scope:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
+                        tg.start_soon(self._restarted, "group-info", info.run)
                         for i in range(cfg.workers):
                             tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
             finally:
@@ -434,6 +445,20 @@ class Service:
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5, shield=True):
             await reg.save(store)
+
+    def _group_classes(self) -> dict[str, str]:
+        """Every group's log class: as listed by discovery, else as described."""
+        described = self.group_info.rows if self.group_info is not None else {}
+        out = {name: row.log_class for name, row in described.items() if row.log_class}
+        if self._discovery is not None:
+            out.update(self._discovery.group_class)
+        return out
+
+    def _class_of(self, group: str) -> str | None:
+        """A group's log class: as listed by discovery, else as described."""
+        listed = self._discovery.group_class.get(group) if self._discovery else None
+        row = self.group_info.rows.get(group) if self.group_info is not None else None
+        return listed or (row.log_class if row is not None else None)
 
     def _observe_call(self, operation: str, outcome: str) -> None:
         self.metrics.observe_call(operation, outcome)
@@ -554,7 +579,12 @@ class Service:
                 LaneFigures(lane.index, len(lane.channel), lane.in_flight) for lane in self.lanes
             ],
             aws_rates={op: r.rate for op, r in self._logs.rates.items()} if self._logs else {},
-            group_class=d.group_class if d is not None else {},
+            group_class=self._group_classes(),
+            protection={
+                name: (row.data_protection, masked(row, self.cfg.unmask))
+                for name, row in (self.group_info.rows if self.group_info else {}).items()
+                if row.data_protection
+            },
             describe_pages=dict(d.pages) if d is not None else {},
             deep_walks=d.deep_walks if d is not None else 0,
             uptime_s=time.time() - self.started_at,

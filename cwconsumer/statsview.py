@@ -45,6 +45,7 @@ def stats_document(
     lanes: Sequence[LaneFigures],
     aws_rates: Mapping[str, float],
     group_class: Mapping[str, str],
+    protection: Mapping[str, tuple[str, bool]],
     describe_pages: Mapping[str, int],
     deep_walks: int,
     uptime_s: float,
@@ -53,7 +54,9 @@ def stats_document(
     10^6 streams); per-stream detail for one group (``?group=``) or when
     few streams are known, paged by ``limit`` (default and maximum
     :data:`STATS_PAGE`) and ``after`` (the last stream name of the
-    previous page); ``?streams=false`` leaves it out. The metrics' group
+    previous page); ``?streams=false`` leaves it out. ``group_class``: each
+    group's log class; ``protection``: (data protection status, whether its
+    messages arrive masked) of the groups under a policy. The metrics' group
     figures must be current (the caller refreshes them first)."""
     now = int(time.time() * 1000)
     reg = registry
@@ -77,6 +80,8 @@ def stats_document(
         }
         if name in group_class:
             g["log_class"] = group_class[name]
+        if name in protection:
+            g["data_protection"], g["masked"] = protection[name]
         if name in health.groups_refused:
             g["not_read"] = health.groups_refused[name]
         figures = metrics.groups.get(name)

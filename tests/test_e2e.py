@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import collections
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
+
+import pytest
 
 from tests.conftest import Moto, wait_until
 from tests.support.fakesinks import RecordingSink
@@ -206,3 +210,33 @@ def test_sigterm_while_starting_still_exits_zero(
     assert '"starting"' not in product.logs()
     assert product.terminate() == 0
     assert "stop requested" in product.logs()
+
+
+_ORDER_PROBE = """
+import signal, sys, types
+from cwconsumer import earlystop
+stub = types.ModuleType("cwconsumer.cli")
+# What the real command line would find when it starts importing.
+stub.main = lambda: int(signal.getsignal(signal.SIGTERM) is earlystop._record)
+sys.modules["cwconsumer.cli"] = stub
+from cwconsumer.entry import main
+sys.argv = ["cwconsumer", *sys.argv[1:]]
+print(main())
+"""
+
+
+@pytest.mark.parametrize(("command", "caught"), [("run", "1"), ("status", "0")])
+def test_run_catches_sigterm_before_the_command_line_is_imported(command: str, caught: str) -> None:
+    """The command line's imports take ~60 ms (anyio, asyncio, the config);
+    a SIGTERM in that window used to end ``run`` with -15. The entry point
+    records stop signals for ``run`` before importing it; other commands keep
+    the default action (Ctrl-C / SIGTERM end them at once)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ORDER_PROBE, command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == caught

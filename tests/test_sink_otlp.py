@@ -212,6 +212,23 @@ def test_answers_per_the_otlp_specification() -> None:
     assert identified("nothing named here", uids) == []
 
 
+def test_a_2xx_whose_body_is_not_an_export_response_is_delivered() -> None:
+    """A proxy or a plain receiver answering ``200 ok`` (or an HTML page): the
+    spec says a 2xx is a success; the old code raised protobuf's DecodeError
+    (not a ValueError) and the lane stopped the process, for ever."""
+    uids = ["a" * 32]
+    ident: Any = lambda t: t  # noqa: E731
+    none: Any = lambda n: None  # noqa: E731
+    for body, kind in (
+        (b"ok", "text/plain"),
+        (b"<html>fine</html>", "text/html"),
+        (b"\xff\xff\xff", "application/x-protobuf"),
+        (b"{not json", "application/json"),
+    ):
+        res = classify_export(_answer(200, body, **{"Content-Type": kind}), uids, ident, none)
+        assert res.outcome is Outcome.OK, (body, kind)
+
+
 async def test_refused_request_is_bisected_by_the_lane_rules(sinks: list[Sink]) -> None:
     with OtlpFake(refuse_marker="POISON") as receiver:
         sink = make(sinks, receiver.url)

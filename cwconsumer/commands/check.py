@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import anyio
 
 from cwconsumer import logs as logsetup
-from cwconsumer.arns import group_name, is_group_arn
 from cwconsumer.aws import LogsClient, aws_role, make_session
 from cwconsumer.commands import EXIT_CONFIG, run_async
 from cwconsumer.config import Config, aws_endpoint, load_config
@@ -218,16 +217,6 @@ async def _check_prefix(logs: LogsClient, prefix: str, where: str) -> tuple[Resu
     return Result(True, what, f"{op} permitted; {count}"), names
 
 
-async def _describe_group(logs: LogsClient, group: str) -> dict[str, object] | None:
-    """The DescribeLogGroups entry of ``group`` (None: not listed)."""
-    if is_group_arn(group):
-        found, _ = await logs.describe_log_groups(None, None, identifiers=[group])
-    else:
-        found, _ = await logs.describe_log_groups(group, None)
-    name = group_name(group)
-    return next((g for g in found if g.get("logGroupName") == name), None)
-
-
 def _group_traits(info: dict[str, object] | None, unmask: bool) -> tuple[bool, str]:
     """(ok, text) for a group's log class and data protection."""
     if info is None:
@@ -251,7 +240,7 @@ def _group_traits(info: dict[str, object] | None, unmask: bool) -> tuple[bool, s
 async def _check_group(logs: LogsClient, group: str, unmask: bool = False) -> Result:
     what = f"group {group}"
     try:
-        info = await _describe_group(logs, group)
+        info = await logs.describe_group(group)
     except CwcError:
         info = None  # DescribeLogGroups is checked with the prefixes; the reads decide here
     _, traits = _group_traits(info, unmask)

@@ -71,6 +71,7 @@ async def collect_status(
         groups = await store.load_groups()
         rows = await store.load_streams()
         lease = await store.lease_info()
+        facts = await store.load_group_info()
         dead = await store.count_dead_letters_pending()
     finally:
         await store.aclose()
@@ -119,7 +120,16 @@ async def collect_status(
             "lag_s": None if newest is None else round((now - newest) / 1000, 1),
             "behind_s": max(behinds) if behinds else None,
             "last_checkpoint": iso(written),
+            # From DescribeLogGroups, as the run last read it (None: not yet).
+            "log_class": None,
+            "data_protection": None,
+            "retention_days": None,
         }
+        if name in facts:
+            f = facts[name]
+            group["log_class"] = f.log_class or "STANDARD"
+            group["data_protection"] = f.data_protection
+            group["retention_days"] = f.retention_days
         if streams:
             group["streams"] = views
         out["groups"].append(group)
@@ -174,13 +184,17 @@ async def render_status(
         )
     now_ms = int(time.time() * 1000)
     table: list[list[str]] = [
-        ["GROUP", "STATE", "STREAMS", "DELIVERED", "LAST EVENT", "LAG", "CHECKPOINTED"]
+        ["GROUP", "STATE", "CLASS", "STREAMS", "DELIVERED", "LAST EVENT", "LAG", "CHECKPOINTED"]
     ]
+    protected: list[str] = []
     for g in data["groups"]:
+        if g["data_protection"] in ("ACTIVATED", "ARCHIVED"):
+            protected.append(f"{g['group']} ({g['data_protection']})")
         table.append(
             [
                 g["group"],
                 g["state"],
+                g["log_class"] or "-",
                 str(g["stream_count"]),
                 str(g["delivered"]),
                 g["last_delivered_event"] or "-",
@@ -194,6 +208,7 @@ async def render_status(
                     "  " + s["stream"],
                     s["state"],
                     "",
+                    "",
                     str(s["delivered"]),
                     s["last_delivered_event"] or "-",
                     _human(s["lag_s"]),
@@ -201,9 +216,16 @@ async def render_status(
                 ]
             )
     lines.append("")
-    lines.extend(_format_table(table, right={2, 3, 5}))
+    lines.extend(_format_table(table, right={3, 4, 6}))
     if not data["groups"]:
         lines.append("(no groups yet)")
+    if protected:
+        lines.append("")
+        lines.append(
+            "data protection on: "
+            + ", ".join(protected)
+            + " (messages arrive masked unless the run has CWC_UNMASK=true)"
+        )
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import orjson
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -322,7 +323,9 @@ def decode_response(body: bytes, content_type: str) -> tuple[int, str] | None:
             json_format.Parse(body, response, ignore_unknown_fields=True)
         else:
             response.ParseFromString(body)
-    except (json_format.ParseError, ValueError, TypeError):
+    except (json_format.ParseError, DecodeError, ValueError, TypeError):
+        # DecodeError is not a ValueError: a proxy's "ok" or an HTML page
+        # answering 200 raised it, and the lane stopped the process.
         return None
     partial = response.partial_success
     return int(partial.rejected_log_records), str(partial.error_message)

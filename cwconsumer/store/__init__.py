@@ -33,6 +33,7 @@ from cwconsumer.store.files import (
 from cwconsumer.store.rows import (
     CheckpointStore,
     DeadLetterRow,
+    GroupInfoRow,
     GroupRow,
     LeaseInfo,
     StreamMeta,
@@ -45,6 +46,7 @@ __all__ = [
     "DatabaseFacts",
     "DeadLetter",
     "DeadLetterRow",
+    "GroupInfoRow",
     "GroupRow",
     "LeaseInfo",
     "Store",

@@ -37,7 +37,7 @@ from cwconsumer.store.files import (
     translate,
 )
 from cwconsumer.store.operator import OperatorQueries, rollback
-from cwconsumer.store.rows import GroupRow, LeaseInfo, StreamMeta, StreamRow
+from cwconsumer.store.rows import GroupInfoRow, GroupRow, LeaseInfo, StreamMeta, StreamRow
 
 _STREAM_COLS = (
     "group_name, stream_name, created_ms, token, start_time_ms, skip, last_ts, last_ord, "
@@ -330,6 +330,37 @@ class Store(OperatorQueries):
                 "deleted_ms = excluded.deleted_ms, walked_ms = excluded.walked_ms",
                 (row.name, row.first_seen_ms, row.start_time_ms, row.deleted_ms, row.walked_ms),
             )
+
+    async def load_group_info(self) -> dict[str, GroupInfoRow]:
+        """What DescribeLogGroups last said about each group read."""
+        with edge(self.path, "cannot read"):
+            rows = await self._db.execute_fetchall(
+                "SELECT name, log_class, data_protection, retention_days, checked_ms "
+                "FROM group_info"
+            )
+        return {r[0]: GroupInfoRow(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    async def save_group_info(self, rows: Sequence[GroupInfoRow], keep: Iterable[str]) -> None:
+        """Write ``rows`` and drop the rows of groups not in ``keep`` (no
+        longer read): the table is bounded by the groups read."""
+        keep = set(keep)
+        async with self._fenced() as db:
+            await db.executemany(
+                "INSERT INTO group_info (name, log_class, data_protection, retention_days, "
+                "checked_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "log_class = excluded.log_class, data_protection = excluded.data_protection, "
+                "retention_days = excluded.retention_days, checked_ms = excluded.checked_ms",
+                [
+                    (r.name, r.log_class, r.data_protection, r.retention_days, r.checked_ms)
+                    for r in rows
+                ],
+            )
+            gone = [
+                (name,)
+                for (name,) in await db.execute_fetchall("SELECT name FROM group_info")
+                if name not in keep
+            ]
+            await db.executemany("DELETE FROM group_info WHERE name = ?", gone)
 
     async def forget_streams(self, group: str, streams: Iterable[str] | None = None) -> None:
         """Drop checkpoints (a deleted group or stream that was created again)."""

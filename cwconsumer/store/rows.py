@@ -21,6 +21,17 @@ class GroupRow:
     walked_ms: int | None = None  # start of the last complete deep walk (migration 0002)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupInfoRow:
+    """What DescribeLogGroups said about a group (migration 0003)."""
+
+    name: str  # the group's key: its name, or its ARN
+    log_class: str | None  # logGroupClass; None: not reported (STANDARD)
+    data_protection: str | None  # dataProtectionStatus; None: no policy
+    retention_days: int | None  # retentionInDays; None: never expire
+    checked_ms: int
+
+
 @dataclass(slots=True)
 class StreamRow:
     """A stream's row: its checkpoint, counts and the facts discovery keeps."""
@@ -81,8 +92,8 @@ class LeaseInfo:
 
 class CheckpointStore(Protocol):
     """What the pipeline's stages use of the checkpoint database: discovery
-    (groups and streams), the registry (stream facts) and the lanes
-    (checkpoints with dead letters). :class:`Store` is the real one; every
+    (groups and streams), the registry (stream facts), the group facts
+    (:mod:`cwconsumer.groupinfo`) and the lanes (checkpoints with dead letters). :class:`Store` is the real one; every
     write it makes is fenced by the lease. Tests above the edge may use an
     in-memory one (``tests/support/memstore.py``). Lease handling, opening
     and closing stay with the service, which holds the real :class:`Store`."""
@@ -125,4 +136,12 @@ class CheckpointStore(Protocol):
         self, commits: Sequence[Commit], dead: Sequence[DeadLetter] = (), now_ms: int | None = None
     ) -> None:
         """Move checkpoints and record dead letters in one transaction."""
+        ...
+
+    async def load_group_info(self) -> dict[str, GroupInfoRow]:
+        """What DescribeLogGroups last said about each group read."""
+        ...
+
+    async def save_group_info(self, rows: Sequence[GroupInfoRow], keep: Iterable[str]) -> None:
+        """Write ``rows``; drop the rows of groups not in ``keep``."""
         ...

@@ -139,6 +139,9 @@ class ApiError(Exception):
         self.status = status
 
 
+_LIST_PATTERN = re.compile(r"(\^?[.\-_/#A-Za-z0-9]{3,24})(\|\^?[.\-_/#A-Za-z0-9]{3,24}){0,4}")
+
+
 def _invalid(message: str) -> ApiError:
     return ApiError("InvalidParameterException", message)
 
@@ -228,6 +231,7 @@ class _Group:
         "log_class",
         "name",
         "order_cache",
+        "retention_days",
         "streams",
         "uid",
         "version",
@@ -236,6 +240,7 @@ class _Group:
     def __init__(self, name: str, uid: int, creation_ms: int) -> None:
         self.log_class = "STANDARD"
         self.data_protection: str | None = None
+        self.retention_days: int | None = None
         self.name = name
         self.uid = uid
         self.creation_ms = creation_ms
@@ -351,6 +356,9 @@ class FakeCloudWatchLogs:
         # GetLogEvents on a group of these classes: InvalidOperationException with
         # this message (AWS documents no answer for it: AWS-NOTES; invented here).
         self.refused_classes = {"DELIVERY"}
+        self.described_prefixes: list[
+            str | None
+        ] = []  # logGroupNamePrefix of each DescribeLogGroups
         self.class_refusal_message = (
             "GetLogEvents is not supported for log groups of the DELIVERY log class."
         )
@@ -862,6 +870,12 @@ class FakeCloudWatchLogs:
         with self._lock:
             self._group(name).log_class = log_class
 
+    def set_retention(self, name: str, days: int | None) -> None:
+        """``retentionInDays`` shown by DescribeLogGroups (None: never expire);
+        events are not removed by it here."""
+        with self._lock:
+            self._group(name).retention_days = days
+
     def set_data_protection(self, name: str, status: str | None) -> None:
         """``dataProtectionStatus`` shown by DescribeLogGroups (e.g. ``ACTIVATED``)."""
         with self._lock:
@@ -1179,6 +1193,7 @@ class FakeCloudWatchLogs:
 
     def _op_describe_log_groups(self, req: dict[str, Any]) -> bytes:
         prefix = _opt_str(req, "logGroupNamePrefix")
+        self.described_prefixes.append(prefix)
         pattern = req.get("logGroupNamePattern")
         if prefix is not None and pattern is not None:
             raise _invalid(
@@ -1214,6 +1229,8 @@ class FakeCloudWatchLogs:
                 )
                 if group.data_protection is not None:
                     item["dataProtectionStatus"] = group.data_protection
+                if group.retention_days is not None:
+                    item["retentionInDays"] = group.retention_days
             items.append(item)
         out: dict[str, Any] = {"logGroups": items}
         if offset + limit < len(names):
@@ -1224,6 +1241,13 @@ class FakeCloudWatchLogs:
         """ListLogGroups: regex ``logGroupNamePattern`` (case-insensitive), 1,000 a
         page, name, ARN and class only."""
         pattern = _opt_str(req, "logGroupNamePattern")
+        if pattern is not None and not _LIST_PATTERN.fullmatch(pattern):
+            # AWS's model (LogGroupNameRegexPattern): up to five alternatives of
+            # 3 to 24 name characters, each maybe after a ``^``.
+            raise _invalid(
+                f"1 validation error detected: Value '{pattern}' at "
+                "'logGroupNamePattern' failed to satisfy constraint"
+            )
         limit = _opt_int(req, "limit", 1, 1000) or 1000
         fingerprint = f"list/{pattern}"
         offset = self._list_offset(_opt_str(req, "nextToken"), fingerprint)

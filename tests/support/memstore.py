@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from cwconsumer.errors import StoreError
 from cwconsumer.model import Checkpoint, Commit, DeadLetter, StreamKey
-from cwconsumer.store import GroupRow, StreamMeta, StreamRow
+from cwconsumer.store import GroupInfoRow, GroupRow, StreamMeta, StreamRow
 
 
 class MemoryStore:
@@ -26,6 +26,7 @@ class MemoryStore:
         self.groups: dict[str, GroupRow] = {}
         self.streams: dict[StreamKey, StreamRow] = {}
         self.dead_letters: list[DeadLetter] = []
+        self.group_info: dict[str, GroupInfoRow] = {}
         self.commits = 0
         self.fail_commits = 0
         self.error = StoreError("cannot write memory: database is locked", retriable=True)
@@ -94,3 +95,12 @@ class MemoryStore:
             row.delivered += c.delivered
             row.dead_lettered += c.dead_lettered
             row.checkpoint_ms = now_ms
+
+    async def load_group_info(self) -> dict[str, GroupInfoRow]:
+        return dict(self.group_info)
+
+    async def save_group_info(self, rows: Sequence[GroupInfoRow], keep: Iterable[str]) -> None:
+        self.group_info.update((r.name, r) for r in rows)
+        kept = set(keep)
+        for name in [n for n in self.group_info if n not in kept]:
+            del self.group_info[name]
