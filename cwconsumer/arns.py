@@ -20,6 +20,8 @@ _ROLE_ARN: Final = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+", re.ASCII)
 
 
 class GroupArn(NamedTuple):
+    """A log group ARN's parts."""
+
     partition: str
     region: str
     account: str
@@ -36,6 +38,7 @@ def parse_group_arn(text: str) -> GroupArn | None:
 
 
 def is_group_arn(group: str) -> bool:
+    """Whether ``group`` is given as a log group ARN rather than a name."""
     return group.startswith("arn:") and _GROUP_ARN.fullmatch(group) is not None
 
 

@@ -184,6 +184,7 @@ class _FastParserFactory(AioResponseParserFactory):  # type: ignore[misc]
 
 
 def make_session() -> AioSession:
+    """An aiobotocore session with the fast response parser installed."""
     session = get_session()
     session.register_component("response_parser_factory", _FastParserFactory())
     return session
@@ -301,6 +302,8 @@ def install_assumed_role(
 
 @dataclass(slots=True)
 class Page:
+    """One GetLogEvents answer: its events and the forward token after it."""
+
     events: list[LogEvent]
     next_token: str
 
@@ -310,8 +313,15 @@ CallObserver = Callable[[str, str], None]
 
 
 class LogsClient:
-    """``async with LogsClient(...) as logs``. Every call: rate-limited,
-    bounded by ``timeout_s`` as a whole, errors translated."""
+    """The CloudWatch Logs edge: ``async with LogsClient(...) as logs``.
+
+    Every call is rate-limited (``get_rate`` for GetLogEvents,
+    ``describe_rate`` for the Describe/List calls, all callers together),
+    bounded by ``timeout_s`` as a whole, and its botocore errors translated
+    into :mod:`cwconsumer.errors` (throttling, not found, access denied, a
+    rejected token). With ``role`` the calls go through an assumed role,
+    refreshed before it expires; ``observe(operation, outcome)`` hears of
+    every call (metrics and health)."""
 
     def __init__(
         self,
@@ -463,6 +473,8 @@ class LogsClient:
         identifiers: list[str] | None = None,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of DescribeLogGroups (by ``prefix``, or by ARN/name
+        ``identifiers``): the groups and the next token."""
         params: dict[str, Any] = {"limit": limit}
         if prefix:
             params["logGroupNamePrefix"] = prefix
@@ -600,6 +612,8 @@ class LogsClient:
     async def describe_log_streams(
         self, group: str, next_token: str | None, limit: int = 50
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a group's streams, most recent event first: the
+        streams and the next token."""
         params: dict[str, Any] = {
             **_group_param(group),
             "orderBy": "LastEventTime",
@@ -621,6 +635,9 @@ class LogsClient:
         *,
         paced: bool = True,
     ) -> Page:
+        """One page of a stream's events, forward from ``token`` (or from
+        ``start_time_ms``, or the head); ``paced=False`` when the caller
+        already took the rate's slot (:meth:`pace`)."""
         params: dict[str, Any] = {
             **_group_param(group),
             "logStreamName": stream,

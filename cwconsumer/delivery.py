@@ -34,26 +34,31 @@ Failure rules (crash-only, docs/reliability.md):
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 import zlib
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 
 import anyio
 
+from cwconsumer.batching import (
+    Rejected,
+    SendPlan,
+    batch_full,
+    plan_checkpoints,
+    refused_alike,
+    sink_wide,
+    take_from_head,
+)
 from cwconsumer.errors import LeaseLost, StoreError
 from cwconsumer.flow import Budget, Channel
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics
-from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey, doc_fields
+from cwconsumer.model import Chunk, Doc, OutBatch, StreamKey
 from cwconsumer.sinks.base import Outcome, SendResult, Sink
-from cwconsumer.sinks.formats import dumps_doc
-from cwconsumer.store import Commit, DeadLetter, Store
+from cwconsumer.store import CheckpointStore
 
 log = logging.getLogger("cwconsumer.delivery")
 
@@ -69,10 +74,6 @@ COMMIT_BACKOFF_CAP_S = 10.0
 _MAX_EXPONENT = 30
 """2**30 times any base is far above every cap: the exponent stops there, so
 no attempt count (days of failure) can overflow a float."""
-
-SINK_WIDE_STATUSES = frozenset({404, 405, 410, 411, 414, 415, 421, 426, 431})
-"""Refusals of the request itself (wrong path or method, media type, headers),
-never of an event in it: nothing is bisected or dead-lettered for these."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -101,19 +102,26 @@ async def _no_guard() -> None:
     return None
 
 
-@dataclass(slots=True)
-class Rejected:
-    index: int
-    status: int | None
-    detail: str
-
-
 class Lane:
+    """One delivery lane: chunks in through :attr:`channel` (streams hashed
+    onto it by :func:`lane_of`), ONE batch in flight to the sink, the
+    checkpoints of a confirmed batch committed with its dead letters, the
+    memory given back to the budget. The rules it applies (what joins a
+    batch, halving on refusals, the checkpoint plan) are
+    :mod:`cwconsumer.batching`'s; the lane does the waiting, sending,
+    retrying and committing.
+
+    ``current`` tells whether a chunk's stream incarnation still counts
+    (else it moves no checkpoint); ``on_committed`` hears of every commit;
+    ``guard`` runs before each send (proves the lease); ``sleep`` and
+    ``clock`` are injectable so hours of back-off run in a test's second.
+    """
+
     def __init__(
         self,
         index: int,
         sink: Sink,
-        store: Store,
+        store: CheckpointStore,
         budget: Budget,
         health: Health,
         metrics: Metrics,
@@ -147,7 +155,9 @@ class Lane:
         self._refusing: tuple[int | None, str] | None = None  # a sink-wide refusal seen
 
     async def run(self) -> None:
-        """Until the channel is closed and drained."""
+        """Collect, deliver and commit batches until the channel is closed
+        and drained. Raises (crash-only) on a commit refused for good or a
+        lost lease; the checkpoint then never passed the batch."""
         while True:
             await self.channel.wait_readable()
             if self.channel.drained():
@@ -161,7 +171,9 @@ class Lane:
         events = nbytes = 0
         deadline = self._clock() + self._max_wait_s
         ch = self.channel
-        while events < self._max_events and nbytes < self._max_bytes:
+        while not batch_full(
+            events, nbytes, max_events=self._max_events, max_bytes=self._max_bytes
+        ):
             head = ch.peek()
             if head is None:
                 if ch.closed:
@@ -172,23 +184,22 @@ class Lane:
                 with anyio.move_on_after(remaining):
                     await ch.wait_readable()
                 continue
-            room_events = self._max_events - events
             n = len(head)
-            if n > room_events or (n and nbytes + head.nbytes > self._max_bytes):
-                per = max(1, head.nbytes // max(1, n))
-                k = min(room_events, (self._max_bytes - nbytes) // per)
-                if k <= 0 and chunks:
-                    break
-                k = max(1, k)
-                if k < n:
-                    first, rest = head.split(k)
-                    ch.take()
-                    ch.replace_head(rest)
-                    head = first
-                else:
-                    ch.take()
-            else:
-                ch.take()
+            k = take_from_head(
+                n,
+                head.nbytes,
+                events=events,
+                nbytes=nbytes,
+                started=bool(chunks),
+                max_events=self._max_events,
+                max_bytes=self._max_bytes,
+            )
+            if k is None:
+                break
+            ch.take()
+            if k < n:
+                head, rest = head.split(k)
+                ch.replace_head(rest)
             chunks.append(head)
             events += len(head)
             nbytes += head.nbytes
@@ -220,36 +231,8 @@ class Lane:
     async def _commit(self, chunks: list[Chunk], docs: list[Doc], rejected: list[Rejected]) -> None:
         """Write the checkpoints of a confirmed batch with its dead letters, in
         one transaction, retrying a retriable refusal (never dropping it)."""
-        dead_per: dict[StreamKey, int] = {}
-        dead_rows: list[DeadLetter] = []
-        if rejected:
-            owners = _owners(chunks)
-            for r in rejected:
-                key, ts = owners[r.index]
-                doc = docs[r.index]
-                dead_rows.append(
-                    DeadLetter(
-                        key,
-                        _event_id(doc),
-                        ts,
-                        dead_letter_document(doc),
-                        r.status,
-                        r.detail[:2000],
-                    )
-                )
-                dead_per[key] = dead_per.get(key, 0) + 1
-        last: dict[StreamKey, Chunk] = {}
-        counts: dict[StreamKey, int] = {}
-        for c in chunks:
-            if not self._current(c):
-                continue
-            last[c.key] = c
-            counts[c.key] = counts.get(c.key, 0) + len(c)
-        commits = [
-            Commit(k, c.checkpoint_after(), counts[k] - dead_per.get(k, 0), dead_per.get(k, 0))
-            for k, c in last.items()
-        ]
-        dead = [d for d in dead_rows if d.key in last]
+        plan = plan_checkpoints(chunks, docs, rejected, self._current)
+        commits, dead, dead_per = plan.commits, plan.dead, plan.dead_per
         started = self._clock()
         attempt = 0
         while True:
@@ -291,7 +274,7 @@ class Lane:
         refusals = 0
         while True:
             rejected = await self._send_once(batch)
-            if not self._refused_alike(batch, rejected):
+            if not refused_alike(len(batch), rejected):
                 return rejected
             # Every event refused with the same answer: the sink (its URL,
             # index, pipeline) is the problem, not the events. Nothing is
@@ -307,19 +290,11 @@ class Lane:
             refusals += 1
             await self._sleep(auth_backoff_s(refusals))
 
-    def _refused_alike(self, batch: OutBatch, rejected: list[Rejected]) -> bool:
-        if len(batch) < 2 or len(rejected) < len(batch):
-            return False
-        first = rejected[0]
-        return all(r.status == first.status and r.detail == first.detail for r in rejected)
-
     async def _send_once(self, batch: OutBatch) -> list[Rejected]:
-        work: deque[Sequence[int]] = deque([range(len(batch))])
-        rejected: list[Rejected] = []
+        plan = SendPlan(len(batch))
         attempt = 0
         refused = 0  # refusals of the whole request (credentials, URL): logged sparsely
-        while work:
-            idx = work[0]
+        while (idx := plan.next()) is not None:
             sub = batch if len(idx) == len(batch) else batch.pick(idx)
             if attempt:
                 self._metrics.events_retried.inc(len(idx))
@@ -329,10 +304,7 @@ class Lane:
             self._metrics.sink_latency.observe(max(0.0, self._clock() - started))
             self._metrics.sink_responses.labels(str(res.status or 0)).inc()
             if res.items is not None:
-                work.popleft()
-                again = self._per_item(idx, res, rejected)
-                if again:
-                    work.appendleft(again)
+                if plan.answered_per_item(res.items, res.status, res.detail, res.item_detail):
                     attempt += 1
                     self._failing(res, attempt)
                     await self._sleep(backoff_s(attempt, retry_after=res.retry_after_s))
@@ -342,7 +314,7 @@ class Lane:
                 continue
             outcome = res.outcome
             if outcome is Outcome.OK:
-                work.popleft()
+                plan.confirmed()
                 attempt = 0
                 self._last_status = -1
                 self._sink_answered()
@@ -361,7 +333,7 @@ class Lane:
                         extra={"status": res.status, "attempt": attempt, "lane": self.index},
                     )
                 await self._sleep(auth_backoff_s(attempt))
-            elif outcome is Outcome.POISON and self._sink_wide(res):
+            elif outcome is Outcome.POISON and sink_wide(res.status, res.detail, self._refusing):
                 attempt += 1
                 refused += 1
                 self._refusing = (res.status, res.detail)
@@ -373,45 +345,19 @@ class Lane:
                         extra={"status": res.status, "attempt": attempt, "lane": self.index},
                     )
                 await self._sleep(auth_backoff_s(attempt))
-            else:  # TOO_LARGE or POISON: split / bisect down to the events refused
-                work.popleft()
-                if len(idx) == 1:
-                    rejected.append(Rejected(idx[0], res.status, res.detail or outcome.value))
-                    log.warning(
-                        "event refused by the sink; dead-lettered",
-                        extra={"status": res.status, "detail": res.detail[:300]},
-                    )
-                else:
-                    half = len(idx) // 2
-                    work.appendleft(idx[half:])
-                    work.appendleft(idx[:half])
-        return rejected
-
-    def _sink_wide(self, res: SendResult) -> bool:
-        """A whole-request refusal that says nothing about the events: a
-        request-level status, or the same answer that already refused every
-        event of an earlier batch."""
-        if res.status in SINK_WIDE_STATUSES:
-            return True
-        return self._refusing is not None and self._refusing == (res.status, res.detail)
+            elif plan.refused(res.status, res.detail or outcome.value):
+                # TOO_LARGE or POISON: halved down to the events refused
+                log.warning(
+                    "event refused by the sink; dead-lettered",
+                    extra={"status": res.status, "detail": res.detail[:300]},
+                )
+        return plan.rejected
 
     def _sink_answered(self) -> None:
         """A request was accepted (wholly or in part): no sink-wide refusal."""
         if self._refusing is not None:
             self._refusing = None
             self._health.sink_refusing = None
-
-    def _per_item(self, idx: Sequence[int], res: SendResult, rejected: list[Rejected]) -> list[int]:
-        assert res.items is not None
-        again: list[int] = []
-        for j, outcome in enumerate(res.items):
-            if outcome is Outcome.OK:
-                continue
-            if outcome is Outcome.POISON:
-                rejected.append(Rejected(idx[j], res.status, res.item_detail.get(j, res.detail)))
-            else:
-                again.append(idx[j])
-        return again
 
     def _failing(self, res: SendResult, attempt: int) -> None:
         self._health.sink_error = _describe(res)
@@ -443,42 +389,6 @@ def _describe_refusal(status: int | None, detail: str) -> str:
     if status is not None and not text.startswith(f"HTTP {status}"):
         text = f"HTTP {status}: {text}"
     return text
-
-
-def _event_id(doc: Doc) -> str:
-    """The document's ``event.id`` for the dead-letter row; "" when the
-    document cannot even be read back (it is stored whole anyway)."""
-    try:
-        fields: object = doc_fields(doc)
-    except ValueError:  # orjson refuses a lone surrogate escape; json reads it
-        try:
-            fields = json.loads(doc) if isinstance(doc, bytes) else None
-        except ValueError:
-            return ""
-    event = fields.get("event") if isinstance(fields, dict) else None
-    return str(event.get("id", "")) if isinstance(event, dict) else ""
-
-
-def dead_letter_document(doc: Doc) -> bytes:
-    """The document as stored in the dead-letter table. Never raises: one
-    that orjson cannot encode (an integer beyond 64 bits, a lone surrogate)
-    is written by the standard library's encoder (ASCII JSON, every number
-    exact), and as a last resort as its ``repr``."""
-    try:
-        return dumps_doc(doc)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return json.dumps(doc, default=repr).encode("ascii")
-    except (TypeError, ValueError, RecursionError):
-        return repr(doc).encode("utf-8", "backslashreplace")
-
-
-def _owners(chunks: list[Chunk]) -> list[tuple[StreamKey, int]]:
-    out: list[tuple[StreamKey, int]] = []
-    for c in chunks:
-        out.extend((c.key, t) for t in c.timestamps)
-    return out
 
 
 def lane_of(key: StreamKey, lanes: int) -> int:

@@ -40,19 +40,20 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from cwconsumer.arns import group_name, parse_group_arn
+from cwconsumer.arns import group_name
 from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError, NotFound
+from cwconsumer.grouplist import GroupLister, group_matches
 from cwconsumer.model import Checkpoint, StreamKey
 from cwconsumer.registry import Registry
-from cwconsumer.store import GroupRow, Store, StreamRow
-from cwconsumer.streams import Schedule, State, StreamState, Tier
+from cwconsumer.store import CheckpointStore, GroupRow, StreamRow
+from cwconsumer.streams import Schedule, State, StreamState, Tier, news_wait_s
 
 __all__ = ["Discovery", "Registry", "group_matches"]
 
@@ -63,7 +64,6 @@ MAX_PAGES = 200
 (40 s at the default CWC_DESCRIBE_RATE, so the other groups' feeds go on): a
 deep walk longer than that goes on from where it stopped at the next tick,
 after a feed walk of the group's top, so it ends however large the group."""
-MAX_GROUP_PAGES = 200
 FEED_MARGIN_S = 10.0
 """A feed walk re-reads this much (at most one tick) before the previous
 walk's start (clock skew, a walk that took long, metadata a little late)."""
@@ -78,31 +78,18 @@ PRUNE_BATCH = 500
 DAY_MS = 86_400_000
 
 
-def group_matches(name: str, groups: Iterable[str], prefixes: Iterable[str]) -> bool:
-    """A configured group (name or ARN), or one whose *name* has a configured prefix
-    (a linked account's group found by prefix is keyed by its ARN)."""
-    return name in set(groups) or any(group_name(name).startswith(p) for p in prefixes)
-
-
-def listed_group_key(listed: dict[str, Any], own_account: str) -> str | None:
-    """A listed group's identity: its name in the credentials' own account;
-    its ARN (no ``:*``) in another (a linked source account, listed with
-    ``includeLinkedAccounts``), so same-named groups stay apart."""
-    name = listed.get("logGroupName")
-    if not isinstance(name, str):
-        return None
-    raw_arn = listed.get("logGroupArn") or listed.get("arn")
-    arn = parse_group_arn(str(raw_arn)) if raw_arn else None
-    if arn is not None and own_account and arn.account != own_account:
-        return str(arn)
-    return name
-
-
 class Discovery:
+    """Finds the configured groups and their streams (module docstring: how
+    deep each walk goes), records new ones in the store and the registry,
+    wakes streams with news in the schedule, and forgets idle ones. Call
+    :meth:`load` once, then :meth:`cycle` every :attr:`tick_s` (or
+    :meth:`run`). Holds no events: the service restarts it after a failure.
+    """
+
     def __init__(
         self,
         logs: LogsClient,
-        store: Store,
+        store: CheckpointStore,
         registry: Registry,
         schedule: Schedule,
         *,
@@ -124,7 +111,8 @@ class Discovery:
         self._start_for = start_time_for_new_group
         self._grace_ms = int(idle_grace_s * 1000)
         self._account = account  # the credentials' own account ("" unknown)
-        self.group_class: dict[str, str] = {}  # logGroupClass as listed, per group key
+        self._lister = GroupLister(logs, account)
+        self.group_class = self._lister.classes  # logGroupClass as listed, per group key
         self._forget_ms = None if forget_after_s is None else int(forget_after_s * 1000)
         self._retention_days = retention_days  # a group's retentionInDays (None: never expire)
         self.tick_s = discovery_interval_s / 3
@@ -193,6 +181,7 @@ class Discovery:
         )
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """:meth:`cycle` every :attr:`tick_s` until cancelled; started after the first."""
         started = False
         while True:
             await self.cycle()
@@ -245,7 +234,7 @@ class Discovery:
         listed_ok = True
         listed: set[str] = set()
         for prefix in self._prefixes:
-            found = await self._list_groups(prefix)
+            found = await self._lister.list(prefix)
             if found is None:
                 listed_ok = False
             else:
@@ -261,33 +250,6 @@ class Discovery:
                 ):
                     await self._group_gone(name)
         return names
-
-    async def _list_groups(self, prefix: str) -> set[str] | None:
-        names: set[str] = set()
-        token: str | None = None
-        for _ in range(MAX_GROUP_PAGES):
-            listed_with = self._logs.list_groups_available
-            try:
-                groups, token = await self._logs.list_groups(prefix, token)
-            except AwsError as exc:
-                log.warning(
-                    "listing log groups failed", extra={"prefix": prefix, "error": str(exc)}
-                )
-                return None
-            if listed_with and not self._logs.list_groups_available:
-                names.clear()  # fell back to DescribeLogGroups: its listing starts again
-            for g in groups:
-                key = self._group_key(g)
-                if key is not None:
-                    names.add(key)
-                    if g.get("logGroupClass"):
-                        self.group_class[key] = str(g["logGroupClass"])
-            if not token:
-                break
-        return names
-
-    def _group_key(self, listed: dict[str, Any]) -> str | None:
-        return listed_group_key(listed, self._account)
 
     def _stop_line(self, row: GroupRow | None, now: int) -> tuple[int | None, bool]:
         """(the last-event time below which this walk may stop, whether it is
@@ -375,7 +337,7 @@ class Discovery:
                 for r in new_rows:
                     st = self._reg.streams.get(r.key)
                     if st is not None and st.state is not State.IDLE:
-                        self._schedule.add(st, -_waiting_s(st, now))
+                        self._schedule.add(st, -news_wait_s(st, now))
                 found += len(new_rows)
                 new_rows = []
             if not token:
@@ -529,7 +491,7 @@ class Discovery:
             self._reg.dirty.add(st.key)
         st.idle_polls = 0
         st.tier = Tier.HOT
-        self._schedule.add(st, -_waiting_s(st, _now_ms()))
+        self._schedule.add(st, -news_wait_s(st, _now_ms()))
 
     async def _group_gone(self, name: str) -> None:
         row = self._reg.groups.get(name)
@@ -589,15 +551,6 @@ class Discovery:
         if done:
             log.info("streams forgotten", extra={"count": done, "known": len(self._reg)})
         return done
-
-
-def _waiting_s(st: StreamState, now_ms: int) -> float:
-    """How long the news of a stream may have waited (since it was last read,
-    created, or since its last ingestion reported before this one): its due
-    time is put that far back, so news jumps ahead of routine re-polls, the
-    oldest news first."""
-    since = st.last_read_ms or st.created_ms or now_ms
-    return min(600.0, max(0.0, (now_ms - since) / 1000))
 
 
 def _now_ms() -> int:

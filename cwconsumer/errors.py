@@ -19,7 +19,7 @@
                                   the restart safe)
 
 Errors from botocore, aiohttp and sqlite3 are translated at the edge modules
-(``aws.py``, ``sinks/http.py``, ``store.py``) with ``raise Mapped(...) from exc``.
+(``aws.py``, ``sinks/http.py``, ``store/``) with ``raise Mapped(...) from exc``.
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ class Channel(Generic[T]):
 
     @property
     def full(self) -> bool:
+        """At ``capacity``: a reader does not read a stream of this lane now."""
         return len(self._items) >= self.capacity
 
     def push(self, item: T) -> None:
@@ -224,9 +225,11 @@ class Router:
             ch.on_room = self._unparker(i)
 
     def ready(self, st: StreamState) -> bool:
+        """Whether ``st``'s lane has room for another chunk."""
         return not self._channels[self._lane_for(st.key)].full
 
     def park(self, st: StreamState) -> None:
+        """Hold ``st`` out of the schedule until its lane has room again."""
         lane = self._lane_for(st.key)
         if not self._channels[lane].full:  # room came meanwhile
             self._schedule.add(st)
@@ -234,9 +237,11 @@ class Router:
             self._parked[lane][st.key] = st
 
     def push(self, chunk: Chunk) -> None:
+        """Hand ``chunk`` to its stream's lane, without waiting."""
         self._channels[self._lane_for(chunk.key)].push(chunk)
 
     def parked(self) -> int:
+        """How many streams wait for room in their lane."""
         return sum(len(p) for p in self._parked)
 
     def _unparker(self, lane: int) -> Callable[[], None]:

@@ -23,7 +23,7 @@ import anyio
 
 from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError
-from cwconsumer.store import GroupInfoRow, Store
+from cwconsumer.store import CheckpointStore, GroupInfoRow
 
 log = logging.getLogger("cwconsumer.groupinfo")
 
@@ -60,7 +60,7 @@ class GroupInfo:
     def __init__(
         self,
         logs: LogsClient,
-        store: Store,
+        store: CheckpointStore,
         groups: Callable[[], Iterable[str]],
         *,
         tick_s: float,

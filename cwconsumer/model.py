@@ -208,3 +208,25 @@ class OutBatch:
     def pick(self, indexes: Sequence[int]) -> OutBatch:
         """The documents at ``indexes``, in that order, with their times."""
         return OutBatch([self.docs[i] for i in indexes], [self.timestamps_ms[i] for i in indexes])
+
+
+@dataclass(slots=True)
+class Commit:
+    """One stream's move after a confirmed delivery."""
+
+    key: StreamKey
+    checkpoint: Checkpoint
+    delivered: int
+    dead_lettered: int
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """An event the sink refused for good, stored with the sink's answer."""
+
+    key: StreamKey
+    event_id: str
+    timestamp_ms: int
+    document: bytes
+    status: int | None
+    answer: str

@@ -43,6 +43,14 @@ MIN_UNREAD_RECHECK_S = 0.5
 
 
 class Reader:
+    """GetLogEvents for every stream: ``CWC_WORKERS`` copies of :meth:`worker`
+    share one reader. A worker reserves budget, takes the next due stream
+    from the schedule, reads ONE page of it (:meth:`poll`), routes the
+    shaped chunk to its lane (``route``) and hands the stream back with its
+    next due time. Errors are per stream (a refused group is recorded in
+    ``on_refused`` and not read); nothing here moves a checkpoint.
+    """
+
     def __init__(
         self,
         logs: LogsClient,

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from cwconsumer.model import StreamKey
-from cwconsumer.store import GroupRow, Store, StreamMeta
+from cwconsumer.store import CheckpointStore, GroupRow, StreamMeta
 from cwconsumer.streams import State, StreamState
 
 _ASLEEP = (State.IDLE, State.DELETED)
@@ -122,7 +122,7 @@ class Registry:
         for name in heapq.nsmallest(limit, names):  # O(n log limit), not a full sort
             yield members[name]
 
-    async def save(self, store: Store) -> None:
+    async def save(self, store: CheckpointStore) -> None:
         """Write the dirty stream states; they stay dirty unless the write happened."""
         metas = self.metas()
         try:

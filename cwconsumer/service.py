@@ -30,15 +30,10 @@ than the lease TTL.
 
 from __future__ import annotations
 
-import atexit
-import faulthandler
-import gc
 import logging
 import os
 import signal
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,7 +42,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from cwconsumer import allocator, earlystop
+from cwconsumer import earlystop
 from cwconsumer.admin import AdminServer
 from cwconsumer.arns import is_group_arn
 from cwconsumer.aws import LogsClient, aws_role
@@ -59,21 +54,44 @@ from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed, StoreE
 from cwconsumer.flow import Budget, ChannelClosed, Router
 from cwconsumer.groupinfo import GroupInfo, masked
 from cwconsumer.health import Health
-from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
+from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.sinks.base import Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.sinks.otlp import OtlpSink
+from cwconsumer.statsview import LaneFigures, stats_document
 from cwconsumer.store import Store
 from cwconsumer.streams import Schedule, StreamState
 
 log = logging.getLogger("cwconsumer.service")
 
 
+def _nothing() -> None:
+    return None
+
+
 class Service:
-    def __init__(self, cfg: Config, *, sink: Sink | None = None) -> None:
+    """A ``run``: every stage wired together, started by :meth:`run` and
+    stopped by SIGTERM/SIGINT or :meth:`stop`.
+
+    ``sink`` replaces the one the configuration names (tests). The process
+    hooks are for ``cwconsumer run`` (:mod:`cwconsumer.process`):
+    ``on_opened`` runs once the database is open (start-up is over),
+    ``on_stop_requested`` at the first stop signal.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        sink: Sink | None = None,
+        on_opened: Callable[[], None] = _nothing,
+        on_stop_requested: Callable[[], None] = _nothing,
+    ) -> None:
         self.cfg = cfg
+        self._on_opened = on_opened
+        self._on_stop_requested = on_stop_requested
         self.metrics = Metrics()
         self.health = Health(cfg.stall_timeout_s, role_arn=cfg.aws_role_arn)
         self.registry = Registry(on_remove=self.metrics.in_flight.forget)
@@ -99,11 +117,10 @@ class Service:
     # -- entry point ----------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the database, serve the admin endpoints, wait for the lease,
+        run the pipeline until a stop, then release the lease and close.
+        ``task_status.started()`` once the admin server listens."""
         cfg = self.cfg
-        # A fatal signal (SIGBUS when SQLite's shared-memory file goes away,
-        # SIGSEGV) writes its cause and every thread's stack to stderr first.
-        if not faulthandler.is_enabled():
-            faulthandler.enable(all_threads=True)
         store = self._store = await Store.open(cfg.db_path, cfg.db_journal_mode)
         log.info(
             "starting",
@@ -111,16 +128,7 @@ class Service:
         )
         for warning in cfg.warnings:
             log.warning(warning)
-        # Documents are acyclic and freed by reference counting; the cyclic
-        # collector only costs time on the hot path (measured by the shaping
-        # benchmark), so it runs rarely, and start-up objects are frozen out of it.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
-        gc.enable()  # `cwconsumer run` starts with it off (cli.cmd_run)
-        # Documents of more than 512 bytes come from glibc's malloc: keep the
-        # memory of delivered batches for the next pages (cwconsumer.allocator).
-        allocator.tune()
+        self._on_opened()
         try:
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root.cancel_scope)
@@ -161,6 +169,7 @@ class Service:
         log.info("stopped")
 
     def stop(self) -> None:
+        """Ask for a graceful stop, as SIGTERM does."""
         self._stop.set()
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
@@ -180,7 +189,7 @@ class Service:
                 },
             )
             self._stop.set()
-            _arm_watchdog(self.cfg.shutdown_timeout_s + 20.0)
+            self._on_stop_requested()
         else:
             log.warning("second stop signal; stopping now")
             scope.cancel()
@@ -443,6 +452,14 @@ class Service:
         row = self.group_info.rows.get(group) if self.group_info is not None else None
         return row.retention_days if row is not None else None
 
+    def _group_classes(self) -> dict[str, str]:
+        """Every group's log class: as listed by discovery, else as described."""
+        described = self.group_info.rows if self.group_info is not None else {}
+        out = {name: row.log_class for name, row in described.items() if row.log_class}
+        if self._discovery is not None:
+            out.update(self._discovery.group_class)
+        return out
+
     def _class_of(self, group: str) -> str | None:
         """A group's log class: as listed by discovery, else as described."""
         listed = self._discovery.group_class.get(group) if self._discovery else None
@@ -539,6 +556,7 @@ class Service:
         self.registry.read(st, n)
 
     def refresh_metrics(self) -> None:
+        """Bring the gauges up to date (before a scrape, ``/stats`` or an EMF line)."""
         reg = self.registry
         self.metrics.refresh(
             reg.awake.values(),
@@ -553,150 +571,31 @@ class Service:
         self.metrics.delivery_stalled.set(1 if stalled else 0)
 
     def stats(self, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """``/stats``: per group aggregates (kept by the registry, cheap with
-        10^6 streams); per-stream detail for one group (``?group=``) or when
-        few streams are known, paged by ``limit`` (default and maximum
-        :data:`STATS_PAGE`) and ``after`` (the last stream name of the
-        previous page); ``?streams=false`` leaves it out."""
-        query = query or {}
+        """``/stats`` (see :func:`cwconsumer.statsview.stats_document`)."""
         self.refresh_metrics()  # current group lag figures
-        now = _now_ms()
-        reg = self.registry
-        only = query.get("group")
-        want_streams = query.get("streams", "").lower() not in _FALSE
-        inline = only is not None or len(reg) <= STATS_PAGE
-        try:
-            limit = max(1, min(STATS_PAGE, int(query.get("limit", STATS_PAGE))))
-        except ValueError:
-            limit = STATS_PAGE
-        after = query.get("after")
-        names = set(reg.by_group) | set(reg.totals)
-        if only is not None:
-            names &= {only}
-        groups: dict[str, dict[str, Any]] = {}
-        listed_class = self._discovery.group_class if self._discovery is not None else {}
-        for name in sorted(names):
-            t = reg.totals.get(name, [0, 0, 0])
-            g: dict[str, Any] = {
-                "events": {"in": t[0], "out": t[1], "dead_lettered": t[2]},
-                "streams_by_state": reg.group_counts(name),
-            }
-            facts = self.group_info.rows.get(name) if self.group_info is not None else None
-            log_class = listed_class.get(name) or (facts.log_class if facts else None)
-            if log_class:
-                g["log_class"] = log_class
-            if facts is not None and facts.data_protection:
-                g["data_protection"] = facts.data_protection
-                g["masked"] = masked(facts, self.cfg.unmask)
-            if name in self.health.groups_refused:
-                g["not_read"] = self.health.groups_refused[name]
-            figures = self.metrics.groups.get(name)
-            g["lag_s"] = (
-                None if figures is None or figures.lag_s is None else round(figures.lag_s, 1)
-            )
-            g["ingestion_lag_s"] = None if figures is None else round(figures.ingestion_lag_s, 1)
-            if want_streams and inline:
-                page = list(reg.page(name, after, limit + 1))
-                views = {}
-                for st in page[:limit]:
-                    view = stream_view(st, now)
-                    view["ingestion_lag_s"] = round(
-                        stream_ingestion_lag_s(st, self.metrics.in_flight, now), 1
-                    )
-                    views[st.key.stream] = view
-                g["streams"] = views
-                if len(page) > limit:
-                    g["streams_next"] = page[limit - 1].key.stream
-            groups[name] = g
-        ok, health = self.health.verdict(self.budget.events)
         d = self.discovery
-        return {
-            "status": health["status"],
-            "healthy": ok,
-            "health": health,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "pipeline": {
-                "buffer": {
-                    "events": self.budget.events,
-                    "bytes": self.budget.bytes,
-                    "max_events": self.budget.max_events,
-                    "max_bytes": self.budget.max_bytes,
-                },
-                "lanes": [
-                    {
-                        "lane": lane.index,
-                        "queued_chunks": len(lane.channel),
-                        "in_flight": lane.in_flight,
-                    }
-                    for lane in self.lanes
-                ],
-                "aws_rate_per_s": {
-                    op: round(r.rate, 2)
-                    for op, r in (self._logs.rates.items() if self._logs else [])
-                },
-                "last_confirmation": self.health.last_confirm_wall,
-                "sink": {
-                    "retrying": self.health.sink_error,
-                    "attempt": self.health.sink_failures,
-                    "credentials_rejected": self.health.auth_error,
-                    "refusing_requests": self.health.sink_refusing,
-                },
-                "database_error": self.health.store_error,
-                "schedule": {
-                    "known_streams": len(reg),
-                    "awake_streams": len(reg.awake),
-                    "taken_hot": self.schedule.taken[0],
-                    "taken_quiet": self.schedule.taken[1],
-                    "faded_to_idle": self.schedule.faded,
-                    "forgotten": reg.forgotten,
-                    "describe_pages": dict(d.pages) if d else {},
-                    "deep_walks": d.deep_walks if d else 0,
-                },
+        return stats_document(
+            query or {},
+            registry=self.registry,
+            schedule=self.schedule,
+            budget=self.budget,
+            health=self.health,
+            metrics=self.metrics,
+            lanes=[
+                LaneFigures(lane.index, len(lane.channel), lane.in_flight) for lane in self.lanes
+            ],
+            aws_rates={op: r.rate for op, r in self._logs.rates.items()} if self._logs else {},
+            group_class=self._group_classes(),
+            protection={
+                name: (row.data_protection, masked(row, self.cfg.unmask))
+                for name, row in (self.group_info.rows if self.group_info else {}).items()
+                if row.data_protection
             },
-            "groups": groups,
-        }
-
-
-def stream_view(st: StreamState, now_ms: int) -> dict[str, Any]:
-    cp = st.committed
-    return {
-        "state": st.state.value,
-        "events": {"in": st.events_in, "out": st.events_out, "dead_lettered": st.dead_lettered},
-        "delivered_total": st.delivered_total,
-        "pending": st.pending_events,
-        "last_delivered_event_ms": cp.last_ts,
-        "lag_s": None if cp.last_ts is None else round((now_ms - cp.last_ts) / 1000, 1),
-        "last_event_seen_ms": st.last_event_seen_ms,
-        "checkpoint_ms": st.checkpoint_ms,
-        "last_error": st.last_error,
-    }
-
-
-STATS_PAGE = 1000
-_FALSE = frozenset({"0", "false", "no", "off"})
+            describe_pages=dict(d.pages) if d is not None else {},
+            deep_walks=d.deep_walks if d is not None else 0,
+            uptime_s=time.time() - self.started_at,
+        )
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _arm_watchdog(after_s: float) -> None:
-    """If a stop takes far longer than its budget, something is stuck: write
-    every thread's stack to stderr (the cause, for the operator) and end the
-    process. Checkpoints are committed one transaction at a time, so ending
-    here loses nothing; the exit status is 1 because the stop was not clean."""
-
-    def fire() -> None:
-        if done.wait(after_s):
-            return
-        sys.stderr.write(
-            f'{{"level": "ERROR", "message": "stop did not finish within {after_s:g}s; '
-            'thread stacks follow; exiting"}\n'
-        )
-        faulthandler.dump_traceback(all_threads=True)
-        sys.stderr.flush()
-        os._exit(1)
-
-    done = threading.Event()
-    atexit.register(done.set)
-    threading.Thread(target=fire, name="cwconsumer-stop-watchdog", daemon=True).start()

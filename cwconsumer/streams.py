@@ -222,3 +222,12 @@ class Schedule:
     def sizes(self) -> dict[str, int]:
         """Heap entries per tier (superseded entries included until popped)."""
         return {tier.name.lower(): len(self._heaps[tier]) for tier in Tier}
+
+
+def news_wait_s(st: StreamState, now_ms: int) -> float:
+    """How long the news of a stream may have waited (since it was last read,
+    created, or since its last ingestion reported before this one): discovery
+    puts its due time that far back, so news jumps ahead of routine re-polls,
+    the oldest news first."""
+    since = st.last_read_ms or st.created_ms or now_ms
+    return min(600.0, max(0.0, (now_ms - since) / 1000))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from decimal import Decimal, InvalidOperation
 
 __all__ = ["format_duration", "parse_bool", "parse_duration", "parse_size"]
@@ -148,3 +149,10 @@ def format_duration(seconds: float) -> str:
         whole, millis = divmod(rest, 1000)
         parts.append(f"{whole}.{millis:03d}".rstrip("0").rstrip(".") + "s")
     return "".join(parts)
+
+
+def format_time_ms(ms: int | None) -> str | None:
+    """Epoch ms as ``2026-11-21T10:00:00.123Z`` (None stays None)."""
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

@@ -36,11 +36,18 @@ JSON_REPORT = (
 
 
 class Shaper(_Shaper):
-    """The product's Shaper with every document read back as a dict (most come
-    serialized; tests/test_encoded_docs.py checks those bytes)."""
+    """The product's Shaper on the product's path: the items a test writes
+    as dicts go through a real GetLogEvents answer body and the product's
+    decoder first (:class:`LogEvent`, messages kept as raw bytes), as the
+    reader hands them over; every document is read back as a dict (most come
+    serialized; tests/test_serialized_docs.py checks those bytes). The dict
+    path, which only tests and tools use, is compared with this one in
+    :func:`test_api_events_give_the_documents_of_dict_items`."""
 
-    def shape(self, *args: Any) -> Any:
-        docs, *rest = super().shape(*args)
+    def shape(self, events: Any, *args: Any) -> Any:
+        if events and not isinstance(events[0], LogEvent):
+            events = _from_api(list(events))
+        docs, *rest = super().shape(events, *args)
         return ([doc_fields(d) for d in docs], *rest)
 
 

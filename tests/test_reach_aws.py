@@ -356,7 +356,7 @@ def test_role_and_external_id_configuration_problems(tmp_path: Path) -> None:
 
 def test_linked_accounts_groups_are_keyed_by_arn_and_match_prefixes_by_name() -> None:
     from cwconsumer.arns import group_account, group_name
-    from cwconsumer.discovery import group_matches, listed_group_key
+    from cwconsumer.grouplist import group_matches, listed_group_key
 
     own = {
         "logGroupName": "/app/x",

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from cwconsumer import config as config_module
-from cwconsumer import logs
+from cwconsumer import logs, sinkconfig, variables
 from cwconsumer.config import load_config
 from cwconsumer.model import OutBatch
 from cwconsumer.secrets import SENSITIVE_NAME, url_secrets
@@ -36,7 +36,8 @@ def signed_url(port: int) -> str:
 
 
 def test_one_sensitive_name_pattern_is_used_everywhere() -> None:
-    assert not hasattr(config_module, "_SENSITIVE")  # headers: secrets.header_is_secret
+    for reading in (config_module, sinkconfig, variables):  # headers: secrets.header_is_secret
+        assert not hasattr(reading, "_SENSITIVE")
     assert not hasattr(http, "_SECRET_HEADER")
     assert not hasattr(logs, "_SENSITIVE_HEADER")
     for name in ("Authorization", "X-Api-Key", "X-Auth-Token", "Cookie", "X-Signature"):

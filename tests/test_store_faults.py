@@ -1,5 +1,5 @@
 """The checkpoint database failing under a running store (in process, real
-SQLite files): every sqlite3 error leaves ``store.py`` as the project's
+SQLite files): every sqlite3 error leaves ``store/`` as the project's
 :class:`~cwconsumer.errors.StoreError`, ``retriable`` where trying again may
 help; a removed database is noticed; a frozen holder proves its lease before
 it sends. The process-level behaviour (exit 1 with the cause, nothing lost)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import anyio
 
+from cwconsumer.commands.status import collect_status, render_status
 from cwconsumer.demo.consumer import Consumer, consumer_env
 from cwconsumer.demo.data import ECS_DESCRIPTION, ECS_GROUP, FUNCTIONS, DemoLogs, lambda_group
 from cwconsumer.demo.receiver import Receiver
@@ -46,7 +47,6 @@ from cwconsumer.demo.settings import (
 )
 from cwconsumer.demo.sources import StreamLog
 from cwconsumer.demo.standin import CloudWatch
-from cwconsumer.statusview import collect_status, render_status
 
 __all__ = ["Plan", "Tour", "plan_of"]
 

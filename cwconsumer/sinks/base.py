@@ -26,6 +26,10 @@ from cwconsumer.model import OutBatch
 
 
 class Outcome(enum.Enum):
+    """What a sink's answer means for the events: taken; try again later;
+    the request is too large (split it); refused for good (dead-letter,
+    after halving down to the events refused); credentials refused."""
+
     OK = "ok"
     RETRY = "retry"
     TOO_LARGE = "too_large"
@@ -58,10 +62,15 @@ class Sink(Protocol):
 
     name: str
 
-    async def send(self, batch: OutBatch) -> SendResult: ...
+    async def send(self, batch: OutBatch) -> SendResult:
+        """Deliver ``batch`` in one request (or say why not); never raises
+        for the sink's failures."""
+        ...
 
     async def probe(self) -> tuple[bool, str]:
         """For ``cwconsumer check``: is the sink reachable and answering?"""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        ...

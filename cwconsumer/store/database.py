@@ -1,4 +1,4 @@
-"""SQLite edge: migrations, checkpoints, the single-writer lease, dead letters.
+"""The checkpoint database: the single-writer lease, checkpoints, dead letters.
 
 Every write made by a ``run`` is *fenced*: it happens in one ``BEGIN IMMEDIATE``
 transaction that first checks the lease still names this process and epoch, so
@@ -15,174 +15,29 @@ leaves this module.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 import anyio
 
 from cwconsumer.errors import LeaseLost, SchemaTooNew, StoreError, StoreGone
-from cwconsumer.model import Checkpoint, StreamKey
-
-_NETWORK_FS = ("nfs", "nfs4", "efs", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "lustre")
-_MIGRATION_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
-_RETRIABLE = frozenset(
-    {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PROTOCOL"}
+from cwconsumer.model import Checkpoint, Commit, DeadLetter, StreamKey
+from cwconsumer.store.files import (
+    detect_journal_mode,
+    edge,
+    file_id,
+    journal_mode_of,
+    load_migrations,
+    prepare_path,
+    split_sql,
+    translate,
 )
-
-
-def translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
-    """The project's error for a sqlite3 one: ``retriable`` for the primary
-    result codes that can clear by themselves (locked/busy, disk full, I/O),
-    not for read-only, corrupt or not-a-database."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    primary = "_".join(name.split("_")[:2])
-    retriable = primary in _RETRIABLE or (not name and "locked" in str(exc))
-    return StoreError(f"{doing} {path}: {exc}", retriable=retriable)
-
-
-@contextlib.contextmanager
-def _edge(path: str, doing: str) -> Iterator[None]:
-    """Translate sqlite3 errors raised in the body (awaits included)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise translate(exc, path, doing) from exc
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def migrations_dir() -> Path:
-    """Migrations ship inside the package (``cwconsumer/migrations``, a link to
-    the top-level ``migrations/`` in the source tree)."""
-    return Path(__file__).resolve().parent / "migrations"
-
-
-def load_migrations(folder: Path | None = None) -> list[tuple[int, str, str]]:
-    """(version, file name, SQL) for every numbered migration, in order."""
-    folder = folder or migrations_dir()
-    found: list[tuple[int, str, str]] = []
-    for path in folder.iterdir():
-        m = _MIGRATION_NAME.match(path.name)
-        if m:
-            found.append((int(m.group(1)), path.name, path.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"migrations in {folder} are not numbered 1..N: {versions}")
-    return found
-
-
-def detect_journal_mode(db_path: str, mounts: str | None = None) -> str:
-    """``delete`` on network file systems (EFS/NFS: WAL needs shared memory that
-    they do not provide), ``wal`` elsewhere. ``mounts`` is the text of
-    /proc/mounts (read from there when None; ``wal`` when it cannot be read)."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return "wal"
-    target = os.path.realpath(os.path.dirname(os.path.abspath(db_path)))
-    best, fstype = "", ""
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mnt = parts[1].replace("\\040", " ")
-        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
-            best, fstype = mnt, parts[2]
-    return "delete" if fstype in _NETWORK_FS or fstype.startswith("nfs") else "wal"
-
-
-@dataclass(slots=True)
-class GroupRow:
-    name: str
-    first_seen_ms: int
-    start_time_ms: int | None
-    deleted_ms: int | None
-    walked_ms: int | None = None  # start of the last complete deep walk (migration 0002)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupInfoRow:
-    """What DescribeLogGroups said about a group (migration 0003)."""
-
-    name: str  # the group's key: its name, or its ARN
-    log_class: str | None  # logGroupClass; None: not reported (STANDARD)
-    data_protection: str | None  # dataProtectionStatus; None: no policy
-    retention_days: int | None  # retentionInDays; None: never expire
-    checked_ms: int
-
-
-@dataclass(slots=True)
-class StreamRow:
-    key: StreamKey
-    created_ms: int | None
-    checkpoint: Checkpoint
-    delivered: int
-    dead_lettered: int
-    state: str
-    last_event_seen_ms: int | None
-    last_ingestion_seen_ms: int | None
-    last_read_ms: int | None
-    checkpoint_ms: int | None
-
-
-@dataclass(slots=True)
-class Commit:
-    """One stream's move after a confirmed delivery."""
-
-    key: StreamKey
-    checkpoint: Checkpoint
-    delivered: int
-    dead_lettered: int
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    key: StreamKey
-    event_id: str
-    timestamp_ms: int
-    document: bytes
-    status: int | None
-    answer: str
-
-
-@dataclass(slots=True)
-class StreamMeta:
-    """Discovery/reader facts about a stream that are not checkpoints."""
-
-    key: StreamKey
-    state: str
-    last_event_seen_ms: int | None
-    last_ingestion_seen_ms: int | None
-    last_read_ms: int | None
-
-
-@dataclass(slots=True)
-class LeaseInfo:
-    owner: str | None
-    epoch: int
-    heartbeat_ms: int
-    host: str | None
-    pid: int | None
-
-    def live(self, now_ms: int, ttl_ms: int) -> bool:
-        return self.owner is not None and now_ms - self.heartbeat_ms < ttl_ms
-
+from cwconsumer.store.operator import OperatorQueries, rollback
+from cwconsumer.store.rows import GroupInfoRow, GroupRow, LeaseInfo, StreamMeta, StreamRow
 
 _STREAM_COLS = (
     "group_name, stream_name, created_ms, token, start_time_ms, skip, last_ts, last_ord, "
@@ -206,7 +61,7 @@ def _stream_row(r: Sequence[Any]) -> StreamRow:
     )
 
 
-class Store:
+class Store(OperatorQueries):
     """The checkpoint database. Open with :meth:`open`; close with :meth:`aclose`.
 
     Writes from a consuming ``run`` pass ``owner``/``epoch`` obtained from
@@ -221,7 +76,7 @@ class Store:
         self._lock = anyio.Lock()
         self._owner: str | None = None
         self._epoch = 0
-        self._file_id = _file_id(path)
+        self._file_id = file_id(path)
         self.renewed_mono = 0.0
         """``time.monotonic()`` of the last write that proved the lease ours."""
 
@@ -239,7 +94,7 @@ class Store:
         """Open (creating directories and the file when ``create``), check it is
         ours, apply pending migrations. A foreign or corrupt file is refused,
         never overwritten; a database newer than this code is refused."""
-        path = _prepare_path(path, create)
+        path = prepare_path(path, create)
         # Commands that only look or patch (status, dead-letters, reset: migrate
         # False) keep the file's journal mode unless told one: switching it under
         # a running `run`, or to WAL on EFS, would do harm.
@@ -250,12 +105,18 @@ class Store:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         store = cls(conn, path, mode)
         try:
-            with _edge(path, "cannot open database"):
+            with edge(path, "cannot open database"):
                 await store._setup(migrate)
         except BaseException:
             await conn.close()
             raise
         return store
+
+    @classmethod
+    async def open_existing(cls, path: str) -> Store:
+        """Open an existing database as it is, for the operator's commands:
+        same journal mode (read from the file header), no migrations."""
+        return await cls.open(path, journal_mode_of(path), create=False, migrate=False)
 
     async def _setup(self, migrate: bool) -> None:
         # Only reads until the file is known to be ours and not too new: even
@@ -318,16 +179,18 @@ class Store:
                 )
                 await self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                await _rollback(self._db)
+                await rollback(self._db)
                 raise translate(exc, self.path, f"migration {name} failed on") from exc
 
     async def aclose(self) -> None:
+        """Close the connection."""
         await self._db.close()
 
     # -- lease -------------------------------------------------------------
 
     async def lease_info(self) -> LeaseInfo:
-        with _edge(self.path, "cannot read the lease in"):
+        """The lease row as it is now (not fenced: any process may look)."""
+        with edge(self.path, "cannot read the lease in"):
             rows = list(
                 await self._db.execute_fetchall(
                     "SELECT owner, epoch, heartbeat_ms, host, pid FROM lease WHERE id = 1"
@@ -343,7 +206,7 @@ class Store:
         ``ttl_ms``. Returns the new epoch, or None while another holds it."""
         async with self._lock:
             try:
-                with _edge(self.path, "cannot take the lease in"):
+                with edge(self.path, "cannot take the lease in"):
                     await self._db.execute("BEGIN IMMEDIATE")
                     info = await self.lease_info()
                     if info.live(now_ms, ttl_ms) and info.owner != owner:
@@ -358,7 +221,7 @@ class Store:
                     await self._db.execute("COMMIT")
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await _rollback(self._db)
+                    await rollback(self._db)
                 raise
         self._owner, self._epoch = owner, epoch
         self.renewed_mono = time.monotonic()
@@ -386,7 +249,7 @@ class Store:
         go to a deleted file and a restart would start from an empty database),
         and a not-retriable :class:`StoreError` when WAL's ``-shm`` file became
         unwritable (SQLite would die of SIGBUS on its next use)."""
-        now = _file_id(self.path)
+        now = file_id(self.path)
         if self._file_id is not None and now != self._file_id:
             what = "removed" if now is None else "replaced by another file"
             raise StoreGone(
@@ -418,7 +281,8 @@ class Store:
     # -- groups and streams -------------------------------------------------
 
     async def load_groups(self) -> dict[str, GroupRow]:
-        with _edge(self.path, "cannot read"):
+        """Every known group by name."""
+        with edge(self.path, "cannot read"):
             rows = await self._db.execute_fetchall(
                 "SELECT name, first_seen_ms, start_time_ms, deleted_ms, walked_ms FROM groups"
             )
@@ -441,20 +305,23 @@ class Store:
             )
 
     async def stream_count(self) -> int:
+        """How many streams have a row."""
         rows = await self._db.execute_fetchall("SELECT COUNT(*) FROM streams")
         return int(next(iter(rows))[0])
 
     async def load_streams(self, group: str | None = None) -> list[StreamRow]:
+        """Every known stream (of ``group``), by group and stream name."""
         sql = f"SELECT {_STREAM_COLS} FROM streams"
         args: tuple[Any, ...] = ()
         if group is not None:
             sql += " WHERE group_name = ?"
             args = (group,)
-        with _edge(self.path, "cannot read"):
+        with edge(self.path, "cannot read"):
             rows = await self._db.execute_fetchall(sql + " ORDER BY group_name, stream_name", args)
         return [_stream_row(r) for r in rows]
 
     async def save_group(self, row: GroupRow) -> None:
+        """Insert or replace a group's row."""
         async with self._fenced() as db:
             await db.execute(
                 "INSERT INTO groups (name, first_seen_ms, start_time_ms, deleted_ms, walked_ms) "
@@ -465,7 +332,8 @@ class Store:
             )
 
     async def load_group_info(self) -> dict[str, GroupInfoRow]:
-        with _edge(self.path, "cannot read"):
+        """What DescribeLogGroups last said about each group read."""
+        with edge(self.path, "cannot read"):
             rows = await self._db.execute_fetchall(
                 "SELECT name, log_class, data_protection, retention_days, checked_ms "
                 "FROM group_info"
@@ -546,6 +414,7 @@ class Store:
             )
 
     async def save_meta(self, metas: Sequence[StreamMeta]) -> None:
+        """Update streams' discovery/reader facts (not their checkpoints)."""
         if not metas:
             return
         async with self._fenced() as db:
@@ -621,52 +490,6 @@ class Store:
                     ],
                 )
 
-    # -- commands that do not hold the lease --------------------------------
-
-    async def unfenced_write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """For ``reset`` / ``dead-letters``: one IMMEDIATE transaction, not fenced.
-        The lease is the caller's business: ``reset`` puts its check in the
-        statement itself; marking dead letters replayed touches nothing a
-        ``run`` writes. Returns the number of rows changed."""
-        async with self._lock:
-            try:
-                with _edge(self.path, "cannot write"):
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    cur = await self._db.execute(sql, args)
-                    count = cur.rowcount
-                    await self._db.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await _rollback(self._db)
-                raise
-        return count
-
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with _edge(self.path, "cannot read"):
-            return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
-
-
-def _prepare_path(path: str, create: bool) -> str:
-    """Start-up file checks (synchronous, once): create the directory when
-    allowed; refuse a file that is not SQLite rather than overwrite it."""
-    path = os.path.abspath(path)
-    exists = os.path.exists(path)
-    if not exists and not create:
-        raise StoreError(f"database {path} does not exist (has `cwconsumer run` been started?)")
-    if not exists:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create directory for {path}: {exc.strerror}") from exc
-    elif os.path.getsize(path) > 0:
-        with open(path, "rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                raise StoreError(
-                    f"{path} is not an SQLite database (left untouched; "
-                    "point CWC_DB_PATH at another file)"
-                )
-    return path
-
 
 class _Fenced:
     """``async with store._fenced() as db``: one IMMEDIATE transaction that
@@ -680,7 +503,7 @@ class _Fenced:
         await s._lock.acquire()
         try:
             try:
-                with _edge(s.path, "cannot write"):
+                with edge(s.path, "cannot write"):
                     await s._db.execute("BEGIN IMMEDIATE")
                     rows = list(
                         await s._db.execute_fetchall("SELECT owner, epoch FROM lease WHERE id = 1")
@@ -690,11 +513,11 @@ class _Fenced:
                 # aiosqlite's thread still completes it: roll back (queued after
                 # it) or the connection stays inside a transaction for good.
                 with anyio.CancelScope(shield=True):
-                    await _rollback(s._db)
+                    await rollback(s._db)
                 raise
             if rows[0][0] != s._owner or rows[0][1] != s._epoch:
                 with anyio.CancelScope(shield=True):
-                    await _rollback(s._db)
+                    await rollback(s._db)
                 raise LeaseLost(
                     f"the lease on {s.path} was taken by {rows[0][0] or 'nobody'} "
                     f"(epoch {rows[0][1]}); this process stops writing"
@@ -714,46 +537,22 @@ class _Fenced:
                     try:
                         await s._db.execute("COMMIT")
                     except sqlite3.Error as e:
-                        await _rollback(s._db)
+                        await rollback(s._db)
                         raise translate(e, s.path, "cannot write") from e
             else:
                 with anyio.CancelScope(shield=True):
-                    await _rollback(s._db)
+                    await rollback(s._db)
                 if isinstance(exc, sqlite3.Error):  # a statement of the body
                     raise translate(exc, s.path, "cannot write") from exc
         finally:
             s._lock.release()
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
-    try:
-        await db.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
-
-
 async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
     """Run a migration's statements inside the current transaction
     (``executescript`` would COMMIT first)."""
-    for stmt in _split_sql(sql):
+    for stmt in split_sql(sql):
         await db.execute(stmt)
-
-
-def _split_sql(sql: str) -> list[str]:
-    statements: list[str] = []
-    buf: list[str] = []
-    for line in sql.splitlines():
-        stripped = line.strip()
-        if not buf and (not stripped or stripped.startswith("--")):
-            continue
-        buf.append(line)
-        candidate = "\n".join(buf)
-        if stripped.endswith(";") and sqlite3.complete_statement(candidate):
-            statements.append(candidate)
-            buf = []
-    if any(b.strip() for b in buf):
-        statements.append("\n".join(buf))
-    return statements
 
 
 def _now_ms() -> int:

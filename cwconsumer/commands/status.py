@@ -1,8 +1,7 @@
-"""``cwconsumer status`` and ``cwconsumer reset``: the operator's view of the
-checkpoint database, read (and for ``reset`` written) without a running
-service, also while a ``run`` runs.
+"""``cwconsumer status [--json] [--streams]``: the operator's view of the
+checkpoint database, read without a running service, also while a ``run`` runs.
 
-Neither command changes the database's journal mode or schema: the mode is
+It changes neither the database's journal mode nor its schema: the mode is
 read from the file header and kept, and a database that needs migrations is
 refused (``run`` applies them).
 
@@ -27,56 +26,38 @@ CloudWatch reported minus the last delivered one), ``checkpoint_written``,
 
 from __future__ import annotations
 
-import os
+import argparse
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from cwconsumer.config import StartPosition
+from cwconsumer import logs as logsetup
+from cwconsumer.commands import EXIT_OK, run_async
+from cwconsumer.config import DEFAULT_LEASE_TTL_S, load_existing_db_path, load_lease_ttl_s
 from cwconsumer.store import GroupRow, Store, StreamRow
-from cwconsumer.units import parse_duration
+from cwconsumer.units import format_time_ms as iso
 
-DEFAULT_LEASE_TTL_S = 10.0
 _ACTIVE_STATES = frozenset({"new", "reading", "tailing"})
 
 
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as ``2026-11-21T10:00:00.123Z`` (None stays None)."""
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the status (a table, or JSON with ``--json``); 0, or 2 when
+    ``CWC_DB_PATH`` names no database or ``CWC_LEASE_TTL`` is bad."""
+    path = load_existing_db_path(environ)
+    ttl_s = load_lease_ttl_s(environ)
+    logsetup.setup("WARNING", "text")
 
+    async def go() -> int:
+        text = await render_status(
+            path, as_json=args.json, streams=args.streams, ttl_ms=int(ttl_s * 1000)
+        )
+        print(logsetup.REDACTOR.scrub(text))
+        return EXIT_OK
 
-def lease_ttl_ms(environ: dict[str, str] | None = None) -> int:
-    """``CWC_LEASE_TTL`` as ms (the run's setting decides when a lease is
-    stale); raises ValueError naming the variable."""
-    env = os.environ if environ is None else environ
-    raw = env.get("CWC_LEASE_TTL")
-    if not raw:
-        return int(DEFAULT_LEASE_TTL_S * 1000)
-    try:
-        return int(parse_duration(raw) * 1000)
-    except ValueError as exc:
-        raise ValueError(f"CWC_LEASE_TTL: {exc}") from None
-
-
-def journal_mode_of(path: str) -> str:
-    """The journal mode an existing database file is in (``wal`` or ``delete``)."""
-    with open(path, "rb") as fh:
-        header = fh.read(20)
-    # Header bytes 18/19 are 2 in WAL mode, 1 with a rollback journal.
-    return "wal" if len(header) == 20 and header[18] == 2 else "delete"
-
-
-async def open_existing(path: str) -> Store:
-    """Open an existing database as it is: same journal mode, no migrations."""
-    return await Store.open(path, journal_mode_of(path), create=False, migrate=False)
-
-
-# -- status ------------------------------------------------------------------------
+    return run_async(go)
 
 
 async def collect_status(
@@ -84,16 +65,14 @@ async def collect_status(
 ) -> dict[str, Any]:
     """The ``status --json`` document (``streams``: include every stream)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    ttl = ttl_ms if ttl_ms is not None else lease_ttl_ms()
-    store = await open_existing(path)
+    ttl = ttl_ms if ttl_ms is not None else int(DEFAULT_LEASE_TTL_S * 1000)
+    store = await Store.open_existing(path)
     try:
         groups = await store.load_groups()
         rows = await store.load_streams()
         lease = await store.lease_info()
         facts = await store.load_group_info()
-        dead = (await store.fetch("SELECT COUNT(*) FROM dead_letters WHERE replayed_ms IS NULL"))[
-            0
-        ][0]
+        dead = await store.count_dead_letters_pending()
     finally:
         await store.aclose()
     running = lease.live(now, ttl)
@@ -279,103 +258,3 @@ def _ago(stamp: str | None, now_ms: int) -> str:
         return "-"
     ms = int(datetime.fromisoformat(stamp).timestamp() * 1000)
     return _human(max(0.0, (now_ms - ms) / 1000)) + " ago"
-
-
-# -- reset -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ResetOutcome:
-    """What ``reset`` printed and its exit status (0 done or previewed,
-    1 refused because a run holds the database, 2 unknown group/stream)."""
-
-    code: int
-    out: list[str] = field(default_factory=list)
-    err: list[str] = field(default_factory=list)
-
-
-def describe_target(target: StartPosition, start_ms: int | None) -> str:
-    if target.kind == "beginning":
-        return "the beginning (every event CloudWatch still holds)"
-    if target.kind == "end":
-        return f"the end (events from {iso(start_ms)} on; nothing older is read again)"
-    return f"{iso(start_ms)} (events at or after that time)"
-
-
-async def reset_checkpoints(
-    path: str,
-    group: str,
-    stream: str | None,
-    target: StartPosition,
-    *,
-    now_ms: int,
-    ttl_ms: int,
-    dry_run: bool,
-) -> ResetOutcome:
-    """Move the checkpoints of ``group`` (one ``stream`` of it, or all) so
-    the next ``run`` reads from ``target``. ``end`` means now: events that
-    arrive from this moment on. Refused while a ``run`` holds the lease —
-    checked in the same transaction as the write."""
-    start_ms = target.resolve(now_ms)
-    store = await open_existing(path)
-    try:
-        groups = await store.load_groups()
-        if group not in groups:
-            known = sorted(groups)
-            hint = f"; known: {', '.join(known[:10])}" + (" ..." if len(known) > 10 else "")
-            return ResetOutcome(
-                2, err=[f"--group: no group {group!r} in {path}" + (hint if known else "")]
-            )
-        rows = await store.load_streams(group)
-        if stream is not None:
-            rows = [r for r in rows if r.key.stream == stream]
-            if not rows:
-                return ResetOutcome(2, err=[f"--stream: group {group!r} has no stream {stream!r}"])
-        if not rows:
-            return ResetOutcome(2, err=[f"--group: group {group!r} has no streams yet"])
-        lease = await store.lease_info()
-        result = ResetOutcome(0)
-        verb = "would move" if dry_run else "moving"
-        result.out.append(
-            f"{verb} {len(rows)} stream(s) of {group} to {describe_target(target, start_ms)}:"
-        )
-        for r in rows:
-            last = iso(r.checkpoint.last_ts) or "nothing delivered"
-            result.out.append(f"  {r.key.stream}: last delivered {last}")
-        holder = f"{lease.host} pid {lease.pid}"
-        if dry_run:
-            if lease.live(now_ms, ttl_ms):
-                result.err.append(
-                    f"note: a run holds the database ({holder}); reset would be refused now"
-                )
-            result.out.append("dry run: nothing changed")
-            return result
-        sql = (
-            "UPDATE streams SET token = NULL, start_time_ms = ?, skip = 0, last_ts = NULL, "
-            "last_ord = -1, state = 'new', checkpoint_ms = ? WHERE group_name = ?"
-        )
-        params: list[Any] = [start_ms, now_ms, group]
-        if stream is not None:
-            sql += " AND stream_name = ?"
-            params.append(stream)
-        # The lease check is part of the statement: a run starting between a
-        # separate check and the write could not slip in.
-        sql += (
-            " AND NOT EXISTS (SELECT 1 FROM lease WHERE id = 1 AND owner IS NOT NULL "
-            "AND heartbeat_ms > ?)"
-        )
-        params.append(now_ms - ttl_ms)
-        changed = await store.unfenced_write(sql, params)
-        if changed == 0:
-            lease = await store.lease_info()
-            return ResetOutcome(
-                1,
-                err=[
-                    f"refused: a run holds the database {path} ({lease.host} pid {lease.pid}); "
-                    "stop every run on this database first"
-                ],
-            )
-        result.out.append(f"{changed} stream checkpoint(s) reset; the next run reads from there")
-        return result
-    finally:
-        await store.aclose()

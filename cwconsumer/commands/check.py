@@ -7,46 +7,66 @@ read from; per configured prefix the group listing (ListLogGroups, or
 DescribeLogGroups where that is missing); per configured group its log class
 and data protection status (DescribeLogGroups), then DescribeLogStreams and
 GetLogEvents (on its most recent stream, with ``unmask`` as configured), the
-calls ``run`` makes; the sink (reachable and answering). Nothing is created or changed. Exit status 0 only when
-every check passes; bad configuration is reported by the caller (status 2).
+calls ``run`` makes; the sink (reachable and answering). Nothing is created
+or changed. Exit status 0 only when every check passes; 2 for bad
+configuration, reported like the other checks: on stdout, one line per problem.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import time
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 
+from cwconsumer import logs as logsetup
 from cwconsumer.aws import LogsClient, aws_role, make_session
-from cwconsumer.config import Config
-from cwconsumer.errors import CwcError, NotFound
+from cwconsumer.commands import EXIT_CONFIG, run_async
+from cwconsumer.config import Config, aws_endpoint, load_config
+from cwconsumer.errors import ConfigError, CwcError, NotFound
 from cwconsumer.logs import REDACTOR
 from cwconsumer.sinks.factory import build_sink
-from cwconsumer.store import load_migrations
+from cwconsumer.store import inspect_database
 from cwconsumer.units import format_duration
 
-CHECK_DB_LOCK_TIMEOUT_S = 5.0
 PREFIX_GROUPS_CHECKED = 5
 CHECK_TIMEOUT_S = 15.0
 
 
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run every check; 0 all passed, 1 one failed, 2 bad configuration."""
+    try:
+        cfg = load_config(environ)
+    except ConfigError as exc:
+        # The report goes to stdout like every other check; exit status 2.
+        print(f"✗ configuration: {len(exc.problems)} problem(s)")
+        for line in exc.problems:
+            print(f"    {line}")
+        return EXIT_CONFIG
+    logsetup.setup("ERROR", "text", logsetup.secrets_of(cfg), config=cfg)
+    endpoint = aws_endpoint(environ)
+    return run_async(lambda: run_checks(cfg, endpoint=endpoint))
+
+
 @dataclass(slots=True)
 class Result:
+    """One check's verdict: ✓ or ✗, what was checked, and why."""
+
     ok: bool
     what: str
     why: str
 
     def line(self) -> str:
+        """The verdict as printed, secrets scrubbed."""
         return REDACTOR.scrub(f"{'✓' if self.ok else '✗'} {self.what}: {self.why}")
 
 
-async def run_checks(cfg: Config, emit: Callable[[str], None] = print) -> int:
-    """Run every check, ``emit`` one line each and a summary; 0 if all pass, else 1."""
+async def run_checks(
+    cfg: Config, emit: Callable[[str], None] = print, *, endpoint: str | None = None
+) -> int:
+    """Run every check, ``emit`` one line each and a summary; 0 if all pass, else 1.
+    ``endpoint``: the CloudWatch Logs endpoint URL botocore was given, if any."""
     results: list[Result] = []
 
     def report(result: Result) -> None:
@@ -66,7 +86,7 @@ async def run_checks(cfg: Config, emit: Callable[[str], None] = print) -> int:
         emit(REDACTOR.scrub(f"! {warning}"))
     ttl_ms = int(cfg.lease_ttl_s * 1000)
     report(await anyio.to_thread.run_sync(check_database, cfg.db_path, ttl_ms))
-    for result in await _check_aws(cfg):
+    for result in await _check_aws(cfg, endpoint):
         report(result)
     report(await _check_sink(cfg))
     failed = sum(1 for r in results if not r.ok)
@@ -88,61 +108,19 @@ def poll_policy(cfg: Config) -> str:
 
 
 def check_database(path: str, ttl_ms: int = 10_000) -> Result:
-    """Writable, ours, schema known to this version; changes nothing
-    (a write transaction is opened and rolled back)."""
+    """Writable, ours, schema known to this version; changes nothing."""
     what = "database"
-    if not os.path.exists(path):
+    found = inspect_database(path, ttl_ms)
+    if found.problem is not None:
+        return Result(False, what, found.problem)
+    if not found.exists:
         return Result(True, what, f"{path} will be created at the first run (directory writable)")
-    with open(path, "rb") as fh:
-        header = fh.read(16)
-    if header and header != b"SQLite format 3\x00":
-        return Result(False, what, f"{path} is not an SQLite database")
-    latest = len(load_migrations())
-    try:
-        conn = sqlite3.connect(
-            Path(path).absolute().as_uri() + "?mode=rw",
-            uri=True,
-            timeout=CHECK_DB_LOCK_TIMEOUT_S,
-            isolation_level=None,
-        )
-    except sqlite3.Error as exc:
-        return Result(False, what, f"cannot open {path} for writing: {exc}")
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "schema_version" not in tables:
-            return Result(False, what, f"{path} belongs to another program (no schema_version)")
-        version = 0
-        if "schema_version" in tables:
-            version = int(
-                conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-            )
-        if version > latest:
-            return Result(
-                False,
-                what,
-                f"{path} has schema {version}, newer than this cwconsumer ({latest}); upgrade",
-            )
-        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-        except sqlite3.OperationalError as exc:
-            return Result(False, what, f"{path} is not writable: {exc}")
-        holder = "; no run holds it"
-        if "lease" in tables:
-            row = conn.execute(
-                "SELECT owner, host, pid, heartbeat_ms FROM lease WHERE id = 1"
-            ).fetchone()
-            if row is not None and row[0] and time.time() * 1000 - row[3] < ttl_ms:
-                holder = f"; a run holds it now ({row[1]} pid {row[2]})"
-    except sqlite3.DatabaseError as exc:
-        return Result(False, what, f"{path} is not usable: {exc}")
-    finally:
-        conn.close()
-    schema = f"schema {version} of {latest}"
-    if version < latest:
-        schema += f" ({latest - version} migration(s) pending; `run` applies them at start)"
-    return Result(True, what, f"{path} writable, {schema}, journal {mode}{holder}")
+    schema = f"schema {found.version} of {found.latest}"
+    if found.version < found.latest:
+        pending = found.latest - found.version
+        schema += f" ({pending} migration(s) pending; `run` applies them at start)"
+    holder = f"; a run holds it now ({found.holder})" if found.holder else "; no run holds it"
+    return Result(True, what, f"{path} writable, {schema}, journal {found.journal_mode}{holder}")
 
 
 async def _credentials() -> Result:
@@ -164,13 +142,10 @@ async def _credentials() -> Result:
     return Result(True, what, f"found ({creds.method}, access key {shown})")
 
 
-async def _check_aws(cfg: Config) -> list[Result]:
+async def _check_aws(cfg: Config, endpoint: str | None) -> list[Result]:
     out = [await _credentials()]
     if not out[0].ok:
         return out
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS") or os.environ.get(
-        "AWS_ENDPOINT_URL"
-    )
     where = f"region {cfg.region}" + (f", endpoint {endpoint}" if endpoint else "")
     timeout = min(cfg.aws_timeout_s, CHECK_TIMEOUT_S)
     role = aws_role(cfg)
