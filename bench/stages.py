@@ -109,7 +109,7 @@ def fast_parser() -> Callable[[bytes], object]:
     messages left as their JSON strings)."""
     import botocore.session
 
-    from cwconsumer.aws import _FastJSONParser
+    from cwconsumer.awsparse import _FastJSONParser
 
     model = botocore.session.get_session().get_service_model("logs")
     shape = model.operation_model("GetLogEvents").output_shape

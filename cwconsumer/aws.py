@@ -20,24 +20,17 @@ and the metrics; the callers retry on their own schedule (``retriable``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import msgspec
 import orjson
 from aiobotocore.config import AioConfig
-from aiobotocore.credentials import (
-    AioAssumeRoleCredentialFetcher,
-    AioDeferredRefreshableCredentials,
-)
-from aiobotocore.parsers import AioJSONParser, AioResponseParserFactory
-from aiobotocore.session import AioSession, get_session
-from botocore.credentials import CredentialProvider
+from aiobotocore.session import AioSession
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -45,7 +38,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from cwconsumer.arns import group_name, is_group_arn, parse_group_arn, role_account
+from cwconsumer.arns import group_name, is_group_arn, parse_group_arn
+from cwconsumer.awsparse import decode_get_log_events, make_session
+from cwconsumer.awsrole import AssumeRole, aws_role, install_assumed_role
 from cwconsumer.errors import (
     AccessDenied,
     AwsError,
@@ -56,6 +51,17 @@ from cwconsumer.errors import (
 )
 from cwconsumer.model import LogEvent
 from cwconsumer.ratelimit import AdaptiveRate
+
+__all__ = [
+    "AssumeRole",
+    "LogsClient",
+    "Page",
+    "aws_role",
+    "decode_get_log_events",
+    "install_assumed_role",
+    "list_pattern",
+    "make_session",
+]
 
 log = logging.getLogger("cwconsumer.aws")
 
@@ -86,14 +92,6 @@ _DENIED_CODES = frozenset(
     }
 )
 
-# Response shapes whose JSON maps one-to-one onto botocore's parsed form
-# (strings, integers, lists of flat objects): decoded with orjson instead of
-# botocore's shape walker, which costs ~5 µs per log event.
-_FAST_SHAPES = frozenset(
-    {"DescribeLogStreamsResponse", "DescribeLogGroupsResponse", "ListLogGroupsResponse"}
-)
-# ListLogGroups answers for these when the endpoint or the policy lacks it:
-# prefix discovery falls back to DescribeLogGroups for good.
 # ListLogGroups' logGroupNamePattern (botocore's model: LogGroupNameRegexPattern)
 # takes 3 to 24 of these characters after the ``^``; longer prefixes are cut
 # (and the answer filtered), shorter ones are listed with DescribeLogGroups.
@@ -110,194 +108,11 @@ def list_pattern(prefix: str) -> str | None:
     return "^" + head
 
 
+# ListLogGroups answers for these when the endpoint or the policy lacks it:
+# prefix discovery falls back to DescribeLogGroups for good.
 _NO_LIST_CODES = frozenset(
     {"UnknownOperationException", "InvalidAction", "NotImplemented", "ValidationException"}
 )
-
-
-class _GetLogEventsBody(msgspec.Struct, gc=False):
-    events: list[LogEvent] = []
-    nextForwardToken: str | None = None  # the API's names
-    nextBackwardToken: str | None = None
-
-
-_decoder = msgspec.json.Decoder(_GetLogEventsBody)
-
-
-def _decode_get_log_events(body: bytes) -> _GetLogEventsBody:
-    try:
-        return _decoder.decode(body)
-    except msgspec.DecodeError:
-        pass
-    # msgspec (like orjson) refuses a lone surrogate escape ("\ud800") even in
-    # text it does not decode; the standard library reads it, so such a page
-    # still moves (the event is shipped, or dead-lettered by a sink that
-    # refuses it) instead of failing its stream for ever. Anything else
-    # malformed raises here as before.
-    try:
-        raw = json.loads(body)
-        return _GetLogEventsBody(
-            events=[
-                LogEvent(
-                    timestamp=int(item["timestamp"]),
-                    message=msgspec.Raw(json.dumps(item["message"]).encode()),
-                    ingestionTime=item.get("ingestionTime"),
-                )
-                for item in raw.get("events") or []
-            ],
-            nextForwardToken=raw.get("nextForwardToken"),
-            nextBackwardToken=raw.get("nextBackwardToken"),
-        )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise msgspec.DecodeError(f"GetLogEvents answer is not as documented: {exc}") from exc
-
-
-def decode_get_log_events(body: bytes) -> tuple[list[LogEvent], str | None]:
-    """A GetLogEvents answer as the product reads it: its events and forward token."""
-    page = _decode_get_log_events(body)
-    return page.events, page.nextForwardToken
-
-
-class _FastJSONParser(AioJSONParser):  # type: ignore[misc]
-    def _handle_json_body(self, raw_body: bytes, shape: Any) -> Any:
-        if shape is None or not raw_body:
-            return super()._handle_json_body(raw_body, shape)
-        if shape.name == "GetLogEventsResponse":
-            # The hot path: events as LogEvent, messages left as their JSON
-            # strings (cwconsumer.model.LogEvent); about half orjson's cost.
-            body = _decode_get_log_events(raw_body)
-            return {
-                "events": body.events,
-                "nextForwardToken": body.nextForwardToken,
-                "nextBackwardToken": body.nextBackwardToken,
-            }
-        if shape.name in _FAST_SHAPES:
-            return orjson.loads(raw_body)
-        return super()._handle_json_body(raw_body, shape)
-
-
-class _FastParserFactory(AioResponseParserFactory):  # type: ignore[misc]
-    def create_parser(self, protocol_name: str) -> Any:
-        if protocol_name == "json":
-            return _FastJSONParser(**self._defaults)
-        return super().create_parser(protocol_name)
-
-
-def make_session() -> AioSession:
-    """An aiobotocore session with the fast response parser installed."""
-    session = get_session()
-    session.register_component("response_parser_factory", _FastParserFactory())
-    return session
-
-
-@dataclass(frozen=True, slots=True)
-class AssumeRole:
-    """``CWC_AWS_ROLE_ARN`` and friends. ``external_id`` is a secret: kept out
-    of ``repr`` and every message."""
-
-    role_arn: str
-    session_name: str = "cwconsumer"
-    external_id: str | None = field(default=None, repr=False)
-
-    @property
-    def account(self) -> str:
-        return role_account(self.role_arn)
-
-
-class _OneLineRefreshFailure(logging.Filter):
-    """botocore logs a failed credential refresh at WARNING *with a traceback*;
-    the product's logs carry no tracebacks for an outside failure: keep the
-    line, with the error's one-line text instead. (The failure itself reaches
-    the caller as :class:`AccessDenied` naming the role.)"""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"[:500]
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-for _name in ("aiobotocore.credentials", "botocore.credentials"):
-    logging.getLogger(_name).addFilter(_OneLineRefreshFailure())
-
-
-class RoleSettings(Protocol):
-    """The part of the configuration :func:`aws_role` reads (``Config`` has it)."""
-
-    @property
-    def aws_role_arn(self) -> str | None: ...
-    @property
-    def aws_role_session_name(self) -> str: ...
-    @property
-    def aws_external_id(self) -> Any: ...
-
-
-def aws_role(settings: RoleSettings) -> AssumeRole | None:
-    """The role to assume, from ``CWC_AWS_ROLE_ARN`` and friends (None: none)."""
-    if not settings.aws_role_arn:
-        return None
-    external = settings.aws_external_id
-    return AssumeRole(
-        settings.aws_role_arn,
-        settings.aws_role_session_name,
-        external.get() if external is not None else None,
-    )
-
-
-class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
-    """Puts the refreshable assumed-role credentials first in a session's chain."""
-
-    METHOD = "cwconsumer-assume-role"
-
-    def __init__(self, credentials: Any) -> None:
-        super().__init__()
-        self._credentials = credentials
-
-    async def load(self) -> Any:
-        return self._credentials
-
-
-def install_assumed_role(
-    session: AioSession, role: AssumeRole, region: str, config: AioConfig
-) -> None:
-    """Make ``session`` sign with ``role``'s temporary credentials.
-
-    aiobotocore's :class:`AioAssumeRoleCredentialFetcher` calls STS with the
-    base credentials (the standard chain of a separate session: environment,
-    ECS task role, instance profile...) and caches the answer until shortly
-    before it expires; :class:`AioDeferredRefreshableCredentials` calls it at
-    first use and again before expiry (botocore's advisory and mandatory
-    refresh windows). Nothing here loops or sleeps.
-    """
-    base = get_session()
-    fetcher: AioAssumeRoleCredentialFetcher | None = None
-    extra: dict[str, Any] = {"RoleSessionName": role.session_name}
-    if role.external_id:
-        extra["ExternalId"] = role.external_id
-
-    def sts_client(service: str, **kwargs: Any) -> Any:
-        return base.create_client(service, region_name=region, config=config, **kwargs)
-
-    async def refresh() -> Any:
-        nonlocal fetcher
-        if fetcher is None:
-            source = await base.get_credentials()
-            if source is None:
-                raise NoCredentialsError()
-            fetcher = AioAssumeRoleCredentialFetcher(
-                client_creator=sts_client,
-                source_credentials=source,
-                role_arn=role.role_arn,
-                extra_args=extra,
-            )
-        return await fetcher.fetch_credentials()
-
-    credentials = AioDeferredRefreshableCredentials(refresh_using=refresh, method="assume-role")
-    resolver = session.get_component("credential_provider")
-    resolver.providers.insert(0, _AssumedRoleProvider(credentials))
 
 
 @dataclass(slots=True)
