@@ -50,10 +50,11 @@ from cwconsumer.config import Config
 from cwconsumer.delivery import Lane, lane_of
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
-from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed, StoreError
+from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed
 from cwconsumer.flow import Budget, ChannelClosed, Router
 from cwconsumer.groupinfo import GroupInfo, masked
 from cwconsumer.health import Health
+from cwconsumer.lease import LeaseKeeper
 from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
@@ -102,6 +103,7 @@ class Service:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sink = sink
         self._stop = anyio.Event()
+        self._lease: LeaseKeeper | None = None
         self._store: Store | None = None
         self._logs: LogsClient | None = None
         self._discovery: Discovery | None = None
@@ -147,7 +149,16 @@ class Service:
                 reporter = Reporter(self.metrics, self.refresh_metrics, emf=cfg.emf_metrics)
                 root.start_soon(self._restarted, "reporter", reporter.run)
                 task_status.started()
-                if await self._acquire_lease(store):
+                self._lease = LeaseKeeper(
+                    store,
+                    owner=self.owner,
+                    ttl_s=cfg.lease_ttl_s,
+                    heartbeat_s=cfg.lease_heartbeat_s,
+                    health=self.health,
+                    metrics=self.metrics,
+                    stop=self._stop,
+                )
+                if await self._lease.acquire():
                     await self._pipeline(store)
                 root.cancel_scope.cancel()
         finally:
@@ -194,78 +205,15 @@ class Service:
             log.warning("second stop signal; stopping now")
             scope.cancel()
 
-    # -- lease ----------------------------------------------------------------
-
-    async def _acquire_lease(self, store: Store) -> bool:
-        cfg = self.cfg
-        ttl_ms = int(cfg.lease_ttl_s * 1000)
-        announced = False
-        while not self._stop.is_set():
-            epoch = await store.acquire_lease(
-                self.owner, _now_ms(), ttl_ms, socket.gethostname(), os.getpid()
-            )
-            if epoch is not None:
-                self.health.standby = False
-                self.metrics.standby.set(0)
-                log.info("lease acquired; consuming", extra={"owner": self.owner, "epoch": epoch})
-                return True
-            info = await store.lease_info()
-            self.health.standby = True
-            self.health.holder = f"{info.host} pid {info.pid}"
-            self.metrics.standby.set(1)
-            if not announced:
-                log.info(
-                    "standby: another run holds the database lease; taking over when it stops",
-                    extra={"holder_host": info.host, "holder_pid": info.pid},
-                )
-                announced = True
-            with anyio.move_on_after(cfg.lease_heartbeat_s):
-                await self._stop.wait()
-        return False
-
-    async def _heartbeat(self, store: Store) -> None:
-        """Renew the lease and check the database file is still ours. Stops
-        the process (raises) on a lost lease, a removed or replaced file, a
-        database error that is not retriable, or retriable ones lasting
-        longer than the lease TTL (another process may take over by then)."""
-        failures = 0
-        failing_since: float | None = None
-        while True:
-            await anyio.sleep(self.cfg.lease_heartbeat_s)
-            try:
-                store.check_file()
-                await store.heartbeat(_now_ms())
-                failures, failing_since = 0, None
-            except LeaseLost:
-                raise
-            except StoreError as exc:
-                now = time.monotonic()
-                failing_since = now if failing_since is None else failing_since
-                failures += 1
-                if not exc.retriable or now - failing_since >= self.cfg.lease_ttl_s:
-                    raise
-                log.warning(
-                    "lease heartbeat failed", extra={"error": str(exc), "failures": failures}
-                )
-
     async def _lease_guard(self) -> None:
-        """Before a lane sends: if the lease was not renewed recently (the
-        process was frozen, or the heartbeat is failing), prove it is still
-        ours now. Raises :class:`LeaseLost` when another process took it; a
-        retriable database error waits here (the heartbeat bounds how long)."""
-        store = self._store
-        if store is None:
-            return
-        while True:
-            try:
-                # Renewed within 1.5 heartbeats: nobody can have taken it (the
-                # TTL is more than two heartbeats).
-                await store.prove_lease(self.cfg.lease_heartbeat_s * 1.5)
-                return
-            except StoreError as exc:
-                if isinstance(exc, LeaseLost) or not exc.retriable:
-                    raise
-                await anyio.sleep(1.0)
+        """Before a lane sends: the lease is still ours (:meth:`LeaseKeeper.guard`)."""
+        if self._lease is not None:
+            await self._lease.guard()
+
+    async def _keep_lease(self) -> None:
+        """The lease's heartbeat (:meth:`LeaseKeeper.heartbeat`): raises to stop the process."""
+        assert self._lease is not None
+        await self._lease.heartbeat()
 
     # -- pipeline -------------------------------------------------------------
 
@@ -419,7 +367,7 @@ class Service:
             lanes_done.set()
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._heartbeat, store)
+            tg.start_soon(self._keep_lease)
             tg.start_soon(run_lanes)
             tg.start_soon(fetchers)
             self.health.started = True
