@@ -52,8 +52,9 @@ from cwconsumer.errors import AwsError, NotFound
 from cwconsumer.grouplist import GroupLister, group_matches
 from cwconsumer.model import Checkpoint, StreamKey
 from cwconsumer.registry import Registry
+from cwconsumer.schedule import Schedule
 from cwconsumer.store import CheckpointStore, GroupRow, StreamRow
-from cwconsumer.streams import Schedule, State, StreamState, Tier, news_wait_s
+from cwconsumer.streams import State, StreamState, Tier, news_wait_s
 
 __all__ = ["Discovery", "Registry", "group_matches"]
 

@@ -21,7 +21,8 @@ from typing import Generic, TypeVar
 import anyio
 
 from cwconsumer.model import Chunk, StreamKey
-from cwconsumer.streams import Schedule, StreamState
+from cwconsumer.schedule import Schedule
+from cwconsumer.streams import StreamState
 
 T = TypeVar("T")
 

@@ -33,7 +33,8 @@ from cwconsumer.errors import (
 )
 from cwconsumer.flow import Budget
 from cwconsumer.model import Checkpoint, Chunk, LogEvent
-from cwconsumer.streams import Schedule, State, StreamState, Tier, quiet_delay_s
+from cwconsumer.schedule import Schedule
+from cwconsumer.streams import State, StreamState, Tier, quiet_delay_s
 
 log = logging.getLogger("cwconsumer.reader")
 

@@ -58,12 +58,13 @@ from cwconsumer.lease import LeaseKeeper
 from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
+from cwconsumer.schedule import Schedule
 from cwconsumer.sinks.base import Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.sinks.otlp import OtlpSink
 from cwconsumer.statsview import LaneFigures, stats_document
 from cwconsumer.store import Store
-from cwconsumer.streams import Schedule, StreamState
+from cwconsumer.streams import StreamState
 
 log = logging.getLogger("cwconsumer.service")
 

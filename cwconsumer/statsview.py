@@ -18,7 +18,8 @@ from cwconsumer.flow import Budget
 from cwconsumer.health import Health
 from cwconsumer.metrics import Metrics, stream_ingestion_lag_s
 from cwconsumer.registry import Registry
-from cwconsumer.streams import Schedule, StreamState
+from cwconsumer.schedule import Schedule
+from cwconsumer.streams import StreamState
 
 STATS_PAGE = 1000
 """Most streams listed per group in one ``/stats`` answer (and the default)."""

@@ -22,11 +22,10 @@ from cwconsumer.groupinfo import GroupInfo
 from cwconsumer.model import Checkpoint, Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.registry import Registry
+from cwconsumer.schedule import QUIET_SHARE, Schedule
 from cwconsumer.store import Commit, Store
 from cwconsumer.streams import (
     MIN_RECHECK_S,
-    QUIET_SHARE,
-    Schedule,
     State,
     StreamState,
     Tier,

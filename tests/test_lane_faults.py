@@ -536,7 +536,8 @@ async def test_a_chunk_that_cannot_be_handed_over_is_read_again_not_skipped() ->
     from cwconsumer.aws import Page
     from cwconsumer.model import Checkpoint
     from cwconsumer.reader import Reader
-    from cwconsumer.streams import Schedule, StreamState
+    from cwconsumer.schedule import Schedule
+    from cwconsumer.streams import StreamState
 
     class Logs:
         async def get_log_events(

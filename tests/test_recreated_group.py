@@ -15,8 +15,8 @@ import pytest
 from cwconsumer.aws import LogsClient
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.model import StreamKey
+from cwconsumer.schedule import Schedule
 from cwconsumer.store import Store
-from cwconsumer.streams import Schedule
 from tests.support.fakecwl import FakeCloudWatchLogs
 
 KEY = StreamKey("/regen", "s")

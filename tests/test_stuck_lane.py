@@ -26,7 +26,8 @@ from cwconsumer.delivery import lane_of
 from cwconsumer.flow import Budget, Channel, Router
 from cwconsumer.model import Checkpoint, Chunk, LogEvent, StreamKey
 from cwconsumer.reader import Reader
-from cwconsumer.streams import Schedule, StreamState
+from cwconsumer.schedule import Schedule
+from cwconsumer.streams import StreamState
 
 LANES = 2
 WORKERS = 3
