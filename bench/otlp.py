@@ -11,9 +11,8 @@ product is measured, not the receiver.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from run import BACKLOG_DATA, Row, Standin, log, median, run_backlog_once
+from run import BACKLOG_DATA, Row, Standin, backlog_runs, log, median
 
 
 def scenario_otlp(args: argparse.Namespace) -> list[Row]:
@@ -21,19 +20,18 @@ def scenario_otlp(args: argparse.Namespace) -> list[Row]:
     log(f"otlp: loading {total:,} events into the stand-in")
     standin = Standin({**BACKLOG_DATA, "events": total})
     settings = {"CWC_API_RATE": str(args.backlog_rate), "CWC_SINK_FORMAT": "otlp"}
-    runs: list[dict[str, Any]] = []
-    try:
-        for i in range(args.repeats):
-            r = run_backlog_once(standin, total, args.keep, settings)
-            log(
-                f"otlp run {i + 1}/{args.repeats}: {r['events_per_s']:,.0f} ev/s, "
-                f"{r['cpu_us_per_event']:.2f} µs CPU/ev steady, "
-                f"{r['cpu_us_per_event_whole']:.2f} whole process, peak RSS "
-                f"{r['peak_rss_mb']:.0f} MB, other CPU {r['other_cpu_util']:.0%} of a core"
-            )
-            runs.append(r)
-    finally:
-        standin.stop()
+    runs = backlog_runs(
+        "otlp",
+        standin,
+        args,
+        settings,
+        lambda r: (
+            f"{r['events_per_s']:,.0f} ev/s, "
+            f"{r['cpu_us_per_event']:.2f} µs CPU/ev steady, "
+            f"{r['cpu_us_per_event_whole']:.2f} whole process, peak RSS "
+            f"{r['peak_rss_mb']:.0f} MB, other CPU {r['other_cpu_util']:.0%} of a core"
+        ),
+    )
     eps = median([r["events_per_s"] for r in runs])
     steady = median([r["cpu_us_per_event"] for r in runs])
     whole = median([r["cpu_us_per_event_whole"] for r in runs])

@@ -493,32 +493,53 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def scenario_backlog(args: argparse.Namespace) -> list[Row]:
+def backlog_runs(
+    name: str,
+    standin: Standin,
+    args: argparse.Namespace,
+    settings: dict[str, str],
+    describe: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """``args.repeats`` product runs over the stand-in's preloaded backlog (each
+    logged as ``describe`` says), then, with ``--profile``, one more under
+    py-spy (not in the results); the stand-in is stopped at the end."""
     total = args.backlog_events
-    log(f"backlog: loading {total:,} events into the stand-in")
-    standin = Standin({**BACKLOG_DATA, "events": total})
-    settings = {"CWC_API_RATE": str(args.backlog_rate)}
     runs: list[dict[str, Any]] = []
     try:
         for i in range(args.repeats):
             r = run_backlog_once(standin, total, args.keep, settings)
-            log(
-                f"backlog run {i + 1}/{args.repeats}: {r['events_per_s']:,.0f} ev/s, "
-                f"{r['cpu_us_per_event']:.2f} µs CPU/ev, peak RSS {r['peak_rss_mb']:.0f} MB, "
-                f"stand-in CPU {r['standin_cpu_util']:.0%}, sink CPU {r['sink_cpu_util']:.0%}, "
-                f"other CPU {r['other_cpu_util']:.0%} of a core"
-            )
+            log(f"{name} run {i + 1}/{args.repeats}: {describe(r)}")
             runs.append(r)
         if args.profile:
             RESULTS.mkdir(exist_ok=True)
-            raw = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-backlog-profile.txt"
-            r = run_backlog_once(standin, total, args.keep, settings, profile=raw)
+            raw = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-profile.txt"
+            run_backlog_once(standin, total, args.keep, settings, profile=raw)
             summary = summarize_profile(raw)
             raw.with_suffix(".summary.txt").write_text(summary)
             log(f"profile (extra run, not in the medians): {raw.with_suffix('.summary.txt')}")
             print(summary, file=sys.stderr)
     finally:
         standin.stop()
+    return runs
+
+
+def scenario_backlog(args: argparse.Namespace) -> list[Row]:
+    total = args.backlog_events
+    log(f"backlog: loading {total:,} events into the stand-in")
+    standin = Standin({**BACKLOG_DATA, "events": total})
+    settings = {"CWC_API_RATE": str(args.backlog_rate)}
+    runs = backlog_runs(
+        "backlog",
+        standin,
+        args,
+        settings,
+        lambda r: (
+            f"{r['events_per_s']:,.0f} ev/s, "
+            f"{r['cpu_us_per_event']:.2f} µs CPU/ev, peak RSS {r['peak_rss_mb']:.0f} MB, "
+            f"stand-in CPU {r['standin_cpu_util']:.0%}, sink CPU {r['sink_cpu_util']:.0%}, "
+            f"other CPU {r['other_cpu_util']:.0%} of a core"
+        ),
+    )
     eps = median([r["events_per_s"] for r in runs])
     cpu = median([r["cpu_us_per_event"] for r in runs])
     per_cpu_s = median([r["events_per_cpu_s"] for r in runs])
@@ -560,28 +581,19 @@ def scenario_lambda(args: argparse.Namespace) -> list[Row]:
         "CWC_LOG_GROUP_PREFIXES": "/aws/lambda/bench-,/ecs/bench-",
         "CWC_PARSE": "auto",
     }
-    runs: list[dict[str, Any]] = []
-    try:
-        for i in range(args.repeats):
-            r = run_backlog_once(standin, total, args.keep, settings)
-            log(
-                f"lambda run {i + 1}/{args.repeats}: {r['cpu_us_per_event']:.2f} µs CPU/ev steady, "
-                f"{r['cpu_us_per_event_whole']:.2f} whole process, start-up "
-                f"{r['startup_cpu_s'] or float('nan'):.2f} CPU-s, peak RSS "
-                f"{r['peak_rss_mb']:.0f} MB, {r['events_per_s']:,.0f} ev/s, "
-                f"other CPU {r['other_cpu_util']:.0%} of a core"
-            )
-            runs.append(r)
-        if args.profile:
-            RESULTS.mkdir(exist_ok=True)
-            raw = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-lambda-profile.txt"
-            run_backlog_once(standin, total, args.keep, settings, profile=raw)
-            summary = summarize_profile(raw)
-            raw.with_suffix(".summary.txt").write_text(summary)
-            log(f"profile (extra run, not in the medians): {raw.with_suffix('.summary.txt')}")
-            print(summary, file=sys.stderr)
-    finally:
-        standin.stop()
+    runs = backlog_runs(
+        "lambda",
+        standin,
+        args,
+        settings,
+        lambda r: (
+            f"{r['cpu_us_per_event']:.2f} µs CPU/ev steady, "
+            f"{r['cpu_us_per_event_whole']:.2f} whole process, start-up "
+            f"{r['startup_cpu_s'] or float('nan'):.2f} CPU-s, peak RSS "
+            f"{r['peak_rss_mb']:.0f} MB, {r['events_per_s']:,.0f} ev/s, "
+            f"other CPU {r['other_cpu_util']:.0%} of a core"
+        ),
+    )
     steady = median([r["cpu_us_per_event"] for r in runs])
     whole = median([r["cpu_us_per_event_whole"] for r in runs])
     startup = median([r["startup_cpu_s"] for r in runs if r["startup_cpu_s"] is not None])
