@@ -87,7 +87,7 @@ class Reader:
         self._park = park
         self._account = account  # the credentials' account: part of event.id
         self._on_refused = on_refused
-        self._class_of = class_of  # logGroupClass as discovery listed it (None: unknown)
+        self._class_of = class_of  # logGroupClass as listed or described (None: unknown)
         self.refused: dict[str, str] = {}  # group -> why GetLogEvents is refused for good
 
     async def worker(self) -> None:

@@ -410,10 +410,8 @@ class Service:
         return out
 
     def _class_of(self, group: str) -> str | None:
-        """A group's log class: as listed by discovery, else as described."""
-        listed = self._discovery.group_class.get(group) if self._discovery else None
-        row = self.group_info.rows.get(group) if self.group_info is not None else None
-        return listed or (row.log_class if row is not None else None)
+        """One group's log class (:meth:`_group_classes`; asked on a refused read only)."""
+        return self._group_classes().get(group)
 
     def _observe_call(self, operation: str, outcome: str) -> None:
         self.metrics.observe_call(operation, outcome)
