@@ -165,6 +165,9 @@ def install(app: web.Application, fake: Any) -> Fleet:
             "eos_per_prefix": dict(fake.eos_per_prefix),
             "get_per_prefix": dict(fake.get_per_prefix),
             "ops": {op: fake.counts(op).total for op in ("GetLogEvents", "DescribeLogStreams")},
+            "op_n": dict(fake.op_n),
+            "op_s": dict(fake.op_s),
+            "cpu_s": time.process_time(),
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 

@@ -33,6 +33,7 @@ from run import (
     log,
     max_in_any,
     median,
+    system_busy_s,
     verdict,
     wait_for,
     workdir,
@@ -193,6 +194,39 @@ def _db_bytes(wd: Path) -> int:
     return total
 
 
+def _months_diagnosis(
+    prev: tuple[float, float, dict[str, Any], float],
+    now: tuple[float, float, dict[str, Any], float],
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    """What the product and the stand-in did between two samples: CPU shares
+    (of one core; the machine's of its cores), calls per second and the
+    stand-in's mean time per answer, and the product's buffer and schedule."""
+    dt = now[0] - prev[0]
+    a, b = prev[2], now[2]
+    out: dict[str, Any] = {
+        "product_cpu": round((now[1] - prev[1]) / dt, 2),
+        "standin_cpu": round((b["cpu_s"] - a["cpu_s"]) / dt, 2),
+        "machine_busy": round((now[3] - prev[3]) / dt / (os.cpu_count() or 1), 2),
+    }
+    for op, short in (("GetLogEvents", "get"), ("DescribeLogStreams", "describe")):
+        n = b["op_n"].get(op, 0) - a["op_n"].get(op, 0)
+        spent = b["op_s"].get(op, 0.0) - a["op_s"].get(op, 0.0)
+        out[f"{short}_per_s"] = round(n / dt, 1)
+        out[f"{short}_ms"] = round(spent / n * 1000, 2) if n else None
+    pipeline = stats.get("pipeline", {})
+    schedule = pipeline.get("schedule", {})
+    out["buffered_events"] = pipeline.get("buffer", {}).get("events")
+    out["awake"] = schedule.get("awake_streams")
+    out["forgotten"] = schedule.get("forgotten")
+    by_state: dict[str, int] = {}
+    for g in stats.get("groups", {}).values():
+        for state, count in g.get("streams_by_state", {}).items():
+            by_state[state] = by_state.get(state, 0) + count
+    out["by_state"] = by_state
+    return out
+
+
 def scenario_months(args: argparse.Namespace) -> list[Row]:
     spec = {"groups": 3, "live": 60, "life_s": [0.5, 1.5], "invocations": 2.0, "tick_s": 0.05}
     log("months: ~180 new streams a second until 100,000 were created (compressed time)")
@@ -215,6 +249,7 @@ def scenario_months(args: argparse.Namespace) -> list[Row]:
             product = Product(standin, sink, wd, settings).start()
             http_json(f"{standin.control}/fleet", spec)
             t0 = time.monotonic()
+            prev = (time.monotonic(), product.cpu_s(), fleet_stats(standin), system_busy_s())
             while True:
                 time.sleep(10.0)
                 product.check_alive()
@@ -224,6 +259,9 @@ def scenario_months(args: argparse.Namespace) -> list[Row]:
                 s = {"t_s": time.monotonic() - t0, "created": fs["created"], "known": known,
                      "db_mb": _db_bytes(wd) / 1e6, "rss_mb": rss, "put": fs["put"],
                      "delivered": sink.stats()["events"]}  # fmt: skip
+                now = (time.monotonic(), product.cpu_s(), fs, system_busy_s())
+                s.update(_months_diagnosis(prev, now, product_stats(product)))
+                prev = now
                 samples.append(s)
                 log(f"months: {s}")
                 if fs["created"] >= args.months_target_streams or s["t_s"] > args.months_max_s:

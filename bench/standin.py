@@ -125,6 +125,10 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         self.read_lag_ms: list[list[float]] = []
         self.reads: list[tuple[float, str, int]] = []  # (answer time, stream, events)
         self._merged: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
+        # Per operation: calls answered and seconds spent answering them (the
+        # work under the lock, not the wait for this process's event loop).
+        self.op_n: Counter[str] = Counter()
+        self.op_s: Counter[str] = Counter()
 
     async def _handle(self, request: web.Request) -> web.Response:
         # A GetLogEvents call is stamped as it reaches the handler, before its
@@ -142,7 +146,10 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
                 if isinstance(name, str):
                     prefix = name.split("-", 1)[0]
                     self.get_per_prefix[prefix] += 1
+        began = time.perf_counter()
         status, out = super()._dispatch(op, req)
+        self.op_n[op] += 1
+        self.op_s[op] += time.perf_counter() - began
         if self.read_lag and prefix is not None and status == 200:
             events = orjson.loads(out).get("events") or []
             self.reads.append((time.time(), f"{req.get('logGroupName')}/{name}", len(events)))
