@@ -226,12 +226,12 @@ class _Stream:
 
 class _Group:
     __slots__ = (
+        "by_last",
         "creation_ms",
         "data_protection",
+        "last_key",
         "log_class",
         "name",
-        "by_last",
-        "last_key",
         "order_cache",
         "retention_days",
         "streams",
