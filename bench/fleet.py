@@ -179,11 +179,19 @@ def install(app: web.Application, fake: Any) -> Fleet:
         a = bisect.bisect_left(fake.read_lag_t, since)
         b = bisect.bisect_left(fake.read_lag_t, until)
         values = sorted(v for batch in fake.read_lag_ms[a:b] for v in batch)
+        pairs = list(zip(fake.read_lag_first[a:b], fake.read_lag_ms[a:b], strict=True))
+        first = sorted(v for f, batch in pairs if f for v in batch)
+        later = sorted(v for f, batch in pairs if not f for v in batch)
 
-        def pct(q: float) -> float | None:
+        def pct(q: float, values: list[float] = values) -> float | None:
             return values[min(len(values) - 1, int(q / 100 * len(values)))] if values else None
 
-        body = {"count": len(values), "p50_ms": pct(50), "p99_ms": pct(99)}
+        body = {"count": len(values), "p50_ms": pct(50), "p99_ms": pct(99),
+                # events returned by a stream's first read (they waited for
+                # discovery's feed) and by the later reads
+                "first_count": len(first), "first_p50_ms": pct(50, first),
+                "later_p50_ms": pct(50, later),
+                "later_mean_ms": sum(later) / len(later) if later else None}  # fmt: skip
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def intervals(request: web.Request) -> web.Response:

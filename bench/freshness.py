@@ -45,12 +45,16 @@ LAMBDA = {"CWC_LOG_GROUP_PREFIXES": "/aws/lambda/bench-"}
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fleet-minutes", type=float, default=None, help="fleet/biggroup length")
+    p.add_argument("--months-streams", type=int, default=100_000,
+                   help="months: streams to create (fewer: a shorter run, for exploring)")  # fmt: skip
+    p.add_argument("--months-set", action="append", default=[], metavar="CWC_X=VALUE",
+                   help="months: override one of the product's settings (exploring)")  # fmt: skip
 
 
 def settle_args(args: argparse.Namespace) -> None:
     q = args.quick
     args.fleet_minutes = args.fleet_minutes or (3.0 if q else 10.0)
-    args.months_target_streams = 100_000
+    args.months_target_streams = args.months_streams
     args.months_max_s = 900.0
 
 
@@ -112,6 +116,14 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
                 for i in range(int(minutes))
             ]
             schedule = product_stats(product).get("pipeline", {}).get("schedule", {})
+            # The pipeline after a read: sink requests (count, mean seconds)
+            # and batches, whose count tells a lane's cycle (max wait + send
+            # + commit) with CWC_SINK_CONCURRENCY lanes.
+            sink_n = product.metric_sum("sink_request_seconds_count") or 0.0
+            sink_s = product.metric_sum("sink_request_seconds_sum") or 0.0
+            pipeline = {"sink_requests": sink_n, "batches": product.metric_sum("batches_total"),
+                        "sink_request_mean_ms": round(sink_s / sink_n * 1000, 1) if sink_n else None}  # fmt: skip
+            log(f"{label}: pipeline {pipeline}")
             intervals = http_json(f"{standin.control}/fleet/intervals?since={t0 + 60}"
                                   f"&until={t0 + minutes * 60}")  # fmt: skip
             log(f"{label}: read intervals of a stream, from 60 s in: {intervals}")
@@ -139,7 +151,7 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
               "rss_samples": rss_samples[::15], "first_delivery_s": first_delivery,
               "old_calls": old_calls, "eos_per_prefix": after["eos_per_prefix"],
               "get_per_prefix": after["get_per_prefix"], "read_lag": read_lag,
-              "schedule": schedule, "intervals": intervals}  # fmt: skip
+              "schedule": schedule, "intervals": intervals, "pipeline": pipeline}  # fmt: skip
     log(f"{label}: {detail}")
     n = f"1 run, {minutes:g} × 60-s windows"
     p99_ok = bool(p99s) and max(p99s) <= 15 and len(p99s) == int(minutes)
@@ -218,7 +230,8 @@ def _months_diagnosis(
     schedule = pipeline.get("schedule", {})
     out["buffered_events"] = pipeline.get("buffer", {}).get("events")
     out["awake"] = schedule.get("awake_streams")
-    out["forgotten"] = schedule.get("forgotten")
+    for k in ("forgotten", "faded_to_idle", "taken_hot", "taken_quiet"):
+        out[k] = schedule.get(k)
     by_state: dict[str, int] = {}
     for g in stats.get("groups", {}).values():
         for state, count in g.get("streams_by_state", {}).items():
@@ -243,7 +256,9 @@ def scenario_months(args: argparse.Namespace) -> list[Row]:
         "CWC_FORGET_AFTER": "15s",
         "CWC_WORKERS": "32",
     }
-    samples: list[dict[str, float]] = []
+    settings.update(kv.split("=", 1) for kv in args.months_set)
+    log(f"months: settings {settings}")
+    samples: list[dict[str, Any]] = []
     try:
         with workdir(args.keep) as wd:
             product = Product(standin, sink, wd, settings).start()
@@ -251,14 +266,18 @@ def scenario_months(args: argparse.Namespace) -> list[Row]:
             t0 = time.monotonic()
             prev = (time.monotonic(), product.cpu_s(), fleet_stats(standin), system_busy_s())
             while True:
-                time.sleep(10.0)
+                fine = []  # the known count every second in between (diagnosis)
+                for _ in range(9):
+                    time.sleep(1.0)
+                    fine.append(product.metric_sum("streams"))
+                time.sleep(1.0)
                 product.check_alive()
                 fs = fleet_stats(standin)
                 known = product.metric_sum("streams")
                 rss, _ = product.mem_mb()
                 s = {"t_s": time.monotonic() - t0, "created": fs["created"], "known": known,
                      "db_mb": _db_bytes(wd) / 1e6, "rss_mb": rss, "put": fs["put"],
-                     "delivered": sink.stats()["events"]}  # fmt: skip
+                     "delivered": sink.stats()["events"], "known_1s": fine}  # fmt: skip
                 now = (time.monotonic(), product.cpu_s(), fs, system_busy_s())
                 s.update(_months_diagnosis(prev, now, product_stats(product)))
                 prev = now

@@ -123,6 +123,7 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
         self.read_lag = False
         self.read_lag_t: list[float] = []
         self.read_lag_ms: list[list[float]] = []
+        self.read_lag_first: list[bool] = []  # the stream's first read (no token)
         self.reads: list[tuple[float, str, int]] = []  # (answer time, stream, events)
         self._merged: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
         # Per operation: calls answered and seconds spent answering them (the
@@ -157,6 +158,7 @@ class BenchCloudWatchLogs(FakeCloudWatchLogs):
                 now = time.time()
                 self.read_lag_t.append(now)
                 self.read_lag_ms.append([now * 1000 - e["ingestionTime"] for e in events])
+                self.read_lag_first.append(req.get("nextToken") is None)
         if prefix is not None and status == 200 and out.startswith(b'{"events":[]'):
             token = req.get("nextToken")
             if token is None or f'"nextForwardToken":"{token}"'.encode() in out:
