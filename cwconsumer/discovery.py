@@ -49,6 +49,7 @@ import anyio.lowlevel
 from cwconsumer.arns import group_name
 from cwconsumer.aws import LogsClient
 from cwconsumer.errors import AwsError, NotFound
+from cwconsumer.forget import Forgetter
 from cwconsumer.grouplist import GroupLister, group_matches
 from cwconsumer.model import Checkpoint, StreamKey
 from cwconsumer.registry import Registry
@@ -68,15 +69,6 @@ after a feed walk of the group's top, so it ends however large the group."""
 FEED_MARGIN_S = 10.0
 """A feed walk re-reads this much (at most one tick) before the previous
 walk's start (clock skew, a walk that took long, metadata a little late)."""
-PRUNE_EVERY_S = 300.0
-PRUNE_SLICES = 50
-"""Pruning runs every forget window / this (at most every PRUNE_EVERY_S, at
-least every MIN_PRUNE_EVERY_S), so the streams waiting to be forgotten at
-any time are at most ~1/50 of those known: the known count does not
-saw-tooth with the passes."""
-MIN_PRUNE_EVERY_S = 0.5
-PRUNE_BATCH = 500
-DAY_MS = 86_400_000
 
 
 class Discovery:
@@ -114,8 +106,15 @@ class Discovery:
         self._account = account  # the credentials' own account ("" unknown)
         self._lister = GroupLister(logs, account)
         self.group_class = self._lister.classes  # logGroupClass as listed, per group key
-        self._forget_ms = None if forget_after_s is None else int(forget_after_s * 1000)
-        self._retention_days = retention_days  # a group's retentionInDays (None: never expire)
+        self.forgetter = Forgetter(
+            store,
+            registry,
+            schedule,
+            forget_after_s=forget_after_s,
+            retention_days=retention_days,  # a group's retentionInDays (None: never expire)
+        )
+        self.forget_window_ms = self.forgetter.window_ms
+        self.prune = self.forgetter.prune
         self.tick_s = discovery_interval_s / 3
         self._groups_every_ms = int(discovery_interval_s * 1000)
         self._groups_listed_ms = -(10**15)
@@ -126,8 +125,6 @@ class Discovery:
         self._resume: dict[str, tuple[str, int, int | None]] = {}
         self._missing_logged: set[str] = set()
         self._recreated: set[StreamKey] = set()  # rows to overwrite, not keep
-        self._pruned_ms = _now_ms()
-        self._prune_every: float | None = None  # (worked out at each tick)
         # Every stream found during this process gets a generation never used
         # before (those loaded from the store have 0): a chunk read from a
         # deleted incarnation (stream or whole group created again) can never
@@ -189,7 +186,12 @@ class Discovery:
             if not started:
                 task_status.started()
                 started = True
-            await anyio.sleep(self.tick_s)
+            await self.until_next_tick()
+
+    async def until_next_tick(self) -> None:
+        """Sleep :attr:`tick_s`, pruning meanwhile whenever due
+        (:meth:`Forgetter.sleep`)."""
+        await self.forgetter.sleep(self.tick_s)
 
     async def cycle(self) -> None:
         """One tick: groups when due, a walk of every group, pruning when due."""
@@ -198,37 +200,12 @@ class Discovery:
         if now - self._groups_listed_ms >= self._groups_every_ms:
             self._groups_listed_ms = now
             self._listed = await self._refresh_groups()
-        self._prune_every = self._prune_every_ms()
+        self.forgetter.settle()
         for name in self._listed:
             await self._walk_group(name)
-            await self._prune_if_due()
+            await self.forgetter.if_due()
         await self._reg.save(self._store)
-        await self._prune_if_due()
-
-    def forget_window_ms(self, group: str) -> int | None:
-        """After how long idle a settled stream of ``group`` is forgotten: the
-        shorter of ``CWC_FORGET_AFTER`` and the group's retention (past it,
-        AWS has deleted or is deleting every event the stream held). None:
-        never (no window configured and no retention)."""
-        days = self._retention_days(group)
-        if not days or days <= 0:
-            return self._forget_ms
-        retention = days * DAY_MS
-        return retention if self._forget_ms is None else min(self._forget_ms, retention)
-
-    def _prune_every_ms(self) -> float | None:
-        windows = [w for w in map(self.forget_window_ms, self._reg.groups) if w is not None]
-        if self._forget_ms is not None:
-            windows.append(self._forget_ms)
-        if not windows:
-            return None
-        every = min(PRUNE_EVERY_S * 1000, min(windows) / PRUNE_SLICES)
-        return max(MIN_PRUNE_EVERY_S * 1000, every)
-
-    async def _prune_if_due(self) -> None:
-        every_ms = self._prune_every
-        if every_ms is not None and _now_ms() - self._pruned_ms >= every_ms:
-            await self.prune()
+        await self.forgetter.if_due()
 
     async def _refresh_groups(self) -> list[str]:
         names = list(self._groups)
@@ -341,6 +318,9 @@ class Discovery:
                         self._schedule.add(st, -news_wait_s(st, now))
                 found += len(new_rows)
                 new_rows = []
+            # Between pages too: a long walk (a deep walk of a busy group)
+            # must not hold forgetting back by its length.
+            await self.forgetter.if_due()
             if not token:
                 complete = True
                 break
@@ -512,46 +492,6 @@ class Discovery:
         self._feed_mark.pop(name, None)
         self._resume.pop(name, None)
         log.warning("log group deleted; its streams are no longer polled", extra={"group": name})
-
-    async def prune(self) -> int:
-        """Forget streams that are gone, or idle beyond their group's forget
-        window (``CWC_FORGET_AFTER``, or the group's retention if shorter),
-        with nothing undelivered: their rows are deleted, then they leave the
-        registry. Yields to the event loop every few thousand streams."""
-        now = _now_ms()
-        self._pruned_ms = now
-        candidates: list[StreamKey] = []
-        windows: dict[str, int | None] = {}
-        for i, st in enumerate(list(self._reg.streams.values())):
-            if st.tier is Tier.QUIET and not st.busy and self._schedule.fade(st):
-                # Quiet past the grace with nothing reported, but its turn in
-                # a busy quiet tier has not come: idle now, without a call.
-                self._schedule.cancel(st)
-            group = st.key.group
-            window = (
-                windows[group]
-                if group in windows
-                else windows.setdefault(group, self.forget_window_ms(group))
-            )
-            if self._reg.forgettable(st, now, window):
-                candidates.append(st.key)
-            if i % 5000 == 4999:
-                await anyio.lowlevel.checkpoint()
-        done = 0
-        for i in range(0, len(candidates), PRUNE_BATCH):
-            batch = candidates[i : i + PRUNE_BATCH]
-            await self._store.prune_streams(batch)
-            for key in batch:
-                again = self._reg.streams.get(key)
-                # Looked at again: discovery is this task, but a worker may
-                # have taken a deleted stream meanwhile.
-                if again is not None and self._reg.forgettable(again, now, windows[key.group]):
-                    self._reg.remove(key)
-                    done += 1
-        self._reg.forgotten += done
-        if done:
-            log.info("streams forgotten", extra={"count": done, "known": len(self._reg)})
-        return done
 
 
 def _now_ms() -> int:

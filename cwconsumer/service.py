@@ -421,7 +421,7 @@ class Service:
         while True:
             await discovery.cycle()
             self.health.task_ok("discovery")
-            await anyio.sleep(discovery.tick_s)
+            await discovery.until_next_tick()
 
     async def _crash_only(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a stage that holds events. An unexpected exception is never

@@ -503,6 +503,53 @@ async def test_streams_are_forgotten_soon_after_their_window_not_in_big_sweeps(
     assert await rig.store.load_streams() == []
 
 
+async def test_pruning_keeps_its_cadence_while_discovery_waits_for_its_next_tick(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Forgetting runs every 1/50 of the window (0.8 s here) also while
+    discovery sleeps between ticks (10 s here): it did not, and the known
+    count swung by what churned in a tick (months scenario)."""
+    rig = rig_factory(forget_after_s=40.0, idle_grace_s=5.0, discovery_interval_s=30.0)
+    t = now_ms() - 41_000
+    rig.fake.add_stream("/g", "s", creation_time_ms=t)
+    rig.fake.put("/g", "s", [(t, "one")], ingestion_time_ms=t)
+    key = StreamKey("/g", "s")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(rig.discovery.run)  # first tick done: the stream is known
+            assert key in rig.reg.streams and rig.discovery.tick_s == 10.0
+            await _idle_delivered(rig, "s", t)  # forgettable from now on
+            await poll_until(lambda: key not in rig.reg.streams, 2.0)
+            tg.cancel_scope.cancel()
+    assert await rig.store.load_streams() == []
+
+
+async def test_pruning_keeps_its_cadence_during_a_long_walk(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Between the pages of a walk too: a walk of 11 slow pages (2.2 s) does
+    not hold forgetting back by its length."""
+    rig = rig_factory(forget_after_s=40.0, idle_grace_s=5.0, groups=("/h", "/g"))
+    t = now_ms() - 41_000
+    rig.fake.add_stream("/g", "s", creation_time_ms=t)
+    rig.fake.put("/g", "s", [(t, "one")], ingestion_time_ms=t)
+    rig.fake.put("/h", "first", [(now_ms(), "x")])
+    await rig.discovery.cycle()
+    key = StreamKey("/g", "s")
+    await _idle_delivered(rig, "s", t)
+    now = now_ms()
+    for i in range(520):  # newer than the feed's line: the feed walk reads them all
+        rig.fake.put("/h", f"n-{i:03d}", [(now, "x")], ingestion_time_ms=now)
+    rig.fake.set_latency(0.2, operation="DescribeLogStreams")
+    await anyio.sleep(0.8)  # a pass is due from now on
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rig.discovery.cycle)
+            await poll_until(lambda: key not in rig.reg.streams, 1.0)
+            assert len([k for k in rig.reg.streams if k.group == "/h"]) < 500  # mid-walk
+    assert key not in rig.reg.streams
+
+
 async def _idle_delivered(rig: Rig, name: str, at_ms: int) -> StreamState:
     st = rig.reg.streams[StreamKey("/g", name)]
     rig.schedule.cancel(st)
