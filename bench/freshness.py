@@ -123,8 +123,12 @@ def _run_fleet(args: argparse.Namespace, *, old: int, label: str) -> list[Row]:
             # + commit) with CWC_SINK_CONCURRENCY lanes.
             sink_n = product.metric_sum("sink_request_seconds_count") or 0.0
             sink_s = product.metric_sum("sink_request_seconds_sum") or 0.0
-            pipeline = {"sink_requests": sink_n, "batches": product.metric_sum("batches_total"),
+            pipeline: dict[str, Any] = {"sink_requests": sink_n, "batches": product.metric_sum("batches_total"),
                         "sink_request_mean_ms": round(sink_s / sink_n * 1000, 1) if sink_n else None}  # fmt: skip
+            for op in ("GetLogEvents", "DescribeLogStreams"):
+                n_op = mid["op_n"].get(op, 0) - before["op_n"].get(op, 0)
+                s_op = mid["op_s"].get(op, 0.0) - before["op_s"].get(op, 0.0)
+                pipeline[f"standin_{op}_mean_ms"] = round(s_op / n_op * 1000, 2) if n_op else None
             log(f"{label}: pipeline {pipeline}")
             intervals = http_json(f"{standin.control}/fleet/intervals?since={t0 + 60}"
                                   f"&until={t0 + minutes * 60}")  # fmt: skip
