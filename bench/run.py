@@ -386,7 +386,8 @@ def run_backlog_once(
                     if standin.get_times(t_start):
                         cpu_first_get = cpu
                 now = time.time()
-                events = int(sink.stats()["events"])
+                sink_stats = sink.stats()
+                events = int(sink_stats["events"])
                 sys_faults.append(proc_sys_faults(product.pid))
                 samples.append(
                     (now, events, product.cpu_s(), standin.cpu_s(), sink.cpu_s(), system_busy_s())
@@ -429,6 +430,9 @@ def run_backlog_once(
                 / n
                 * 1000,
                 "startup_to_first_delivery_s": first[0] - t_start,
+                # Sink requests (batches, retries included) and events per request.
+                "sink_requests": sink_stats["requests"],
+                "events_per_request": last[1] / max(1, int(sink_stats["requests"])),
                 "peak_rss_mb": peak,
                 "product_cpu_util": (last[2] - first[2]) / window_s,
                 "standin_cpu_util": (last[3] - first[3]) / window_s,

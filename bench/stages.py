@@ -128,7 +128,7 @@ def fused_lines(events: list[dict[str, Any]], group: str, stream: str) -> list[b
     from cwconsumer.eventid import id_prefix as _id_prefix
     from cwconsumer.isotime import iso_ms
 
-    prefix = _id_prefix(group, stream)
+    prefix = _id_prefix(group, stream, "", "us-east-1")  # as the Shaper below: no account
     pack = struct.Struct(">qq").pack
     digest = xxhash.xxh3_128_hexdigest
     tail = (

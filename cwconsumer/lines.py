@@ -35,10 +35,15 @@ from cwconsumer.eventid import id_prefix as _id_prefix
 from cwconsumer.isotime import MS_SUFFIX, SECOND_PREFIXES, iso_ms, second_prefix
 from cwconsumer.model import Doc, LogEvent
 from cwconsumer.parsing.lambda_ import (
+    DIGITS_TO_ZERO,
     NONCANONICAL_ESCAPE,
+    RUNTIME_AFTER_TIME_MAX,
+    RUNTIME_STAMP_END,
+    RUNTIME_STAMP_FORM,
     TOKEN_END,
     TOKEN_REPORT,
     TOKEN_RUNTIME,
+    TOKEN_RUNTIME_AFTER_TIME,
     TOKEN_START,
     runtime_key_fields,
 )
@@ -107,6 +112,7 @@ class LineWriter:
         "_id_key",
         "_id_prefix",
         "_json_tail",
+        "_runtime_heads",
         "_runtime_tails",
         "account",
         "group",
@@ -141,6 +147,7 @@ class LineWriter:
         self._cloud_part = b',"cloud":' + orjson.dumps(self._cloud)
         self._json_tail = self._aws_plain + self._cloud_part + b"}"
         self._runtime_tails: dict[bytes, bytes] = {}
+        self._runtime_heads: dict[bytes, tuple[bytes | None, int]] = {}
 
     def _lambda_lines(
         self, events: Sequence[LogEvent], prev_ts: int | None, prev_ord: int
@@ -170,11 +177,14 @@ class LineWriter:
         json_tail = self._json_tail
         flagged = self._flagged_bytes
         noncanonical = NONCANONICAL_ESCAPE.search
-        runtime = TOKEN_RUNTIME.match
+        heads = self._runtime_heads
+        stamp_end = RUNTIME_STAMP_END
+        after_end = RUNTIME_STAMP_END + RUNTIME_AFTER_TIME_MAX
+        stamp_form = RUNTIME_STAMP_FORM
+        zero_digits = DIGITS_TO_ZERO
         start = TOKEN_START.match
         end = TOKEN_END.match
         report = TOKEN_REPORT.match
-        tails = self._runtime_tails
         lambda_open = self._aws_lambda_open
         start_open = lambda_open + b'{"type":"start","version":"'
         start_mid = b'","request_id":"'
@@ -219,10 +229,20 @@ class LineWriter:
                 # printable ASCII without escapes but \\t and \\n; a runtime
                 # line's body is checked for what orjson would write otherwise.
                 if first <= 57:  # a digit: a runtime line?
-                    m = runtime(token)
-                    if m is not None and token.isascii() and noncanonical(token, m.end()) is None:
-                        key = m[1]
-                        tail = tails.get(key) or self._runtime_tail(key)
+                    # Its usual time stamp (milliseconds): what follows it is
+                    # looked up, TOKEN_RUNTIME ran once per distinct head.
+                    if token[1:stamp_end].translate(zero_digits) == stamp_form:
+                        after = token[stamp_end:after_end]
+                        found = heads.get(after) or self._runtime_head(after)
+                    else:
+                        found = self._runtime_match(token)
+                    rt_tail, rt_end = found
+                    if (
+                        rt_tail is not None
+                        and token.isascii()
+                        and noncanonical(token, rt_end) is None
+                    ):
+                        tail = rt_tail
                 elif first == 83:  # "S"
                     m = start(token)
                     if m is not None:
@@ -257,6 +277,34 @@ class LineWriter:
         if init is not None:
             fields["init_duration_ms"] = float(init)
         return _dumps(fields)
+
+    def _runtime_head(self, after: bytes) -> tuple[bytes | None, int]:
+        """TOKEN_RUNTIME's answer for a token whose time stamp has
+        milliseconds and is followed by ``after`` (its next
+        RUNTIME_AFTER_TIME_MAX bytes, which decide it): the document's tail
+        (``None`` when it does not match) and where the match ends in the
+        token. Cached per stream: an invocation's lines share their heads."""
+        m = TOKEN_RUNTIME_AFTER_TIME.match(after)
+        found = (
+            (None, 0)
+            if m is None
+            else (
+                self._runtime_tails.get(m[1]) or self._runtime_tail(m[1]),
+                RUNTIME_STAMP_END + m.end(),
+            )
+        )
+        heads = self._runtime_heads
+        if len(heads) >= _RUNTIME_TAILS_MAX:
+            heads.clear()
+        heads[after] = found
+        return found
+
+    def _runtime_match(self, token: bytes) -> tuple[bytes | None, int]:
+        """TOKEN_RUNTIME's answer for any other token, as :meth:`_runtime_head`'s."""
+        m = TOKEN_RUNTIME.match(token)
+        if m is None:
+            return None, 0
+        return self._runtime_tails.get(m[1]) or self._runtime_tail(m[1]), m.end()
 
     def _runtime_tail(self, key: bytes) -> bytes:
         """What follows ``event`` in the document of a runtime line with this

@@ -43,8 +43,11 @@ def collector_off() -> None:
 
 
 def settle_collector() -> None:
-    """Once started: collect, freeze what exists, collect rarely from now on."""
-    gc.collect()
+    """Once started: freeze what exists, collect rarely from now on.
+
+    No collection before the freeze: start-up leaves ~1,600 objects of
+    cyclic garbage (a few hundred KB, measured), and collecting them walks
+    every start-up object (~35 ms of CPU); frozen, they just stay."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
     gc.enable()

@@ -59,9 +59,8 @@ from cwconsumer.metrics import Metrics
 from cwconsumer.model import Chunk, StreamKey
 from cwconsumer.reader import Reader
 from cwconsumer.schedule import Schedule
-from cwconsumer.sinks.base import Sink
+from cwconsumer.sinks.base import CountsRejected, Sink
 from cwconsumer.sinks.factory import build_sink
-from cwconsumer.sinks.otlp import OtlpSink
 from cwconsumer.statsview import LaneFigures, stats_document
 from cwconsumer.store import Store
 from cwconsumer.streams import StreamState
@@ -221,7 +220,7 @@ class Service:
     async def _pipeline(self, store: Store) -> None:
         cfg = self.cfg
         sink = self._sink or build_sink(cfg)
-        if isinstance(sink, OtlpSink):
+        if isinstance(sink, CountsRejected):
             sink.on_rejected = self.metrics.sink_records_rejected.inc
         try:
             async with LogsClient(

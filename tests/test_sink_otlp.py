@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from cwconsumer.documents import Shaper
 from cwconsumer.model import OutBatch
-from cwconsumer.sinks.base import Outcome, Sink
+from cwconsumer.sinks.base import CountsRejected, Outcome, Sink
 from cwconsumer.sinks.factory import build_sink
 from cwconsumer.sinks.http import Response
 from cwconsumer.sinks.otlp import OtlpSink, classify_export, logs_url
@@ -178,6 +178,18 @@ async def test_partial_success_without_names_is_counted_and_confirmed(sinks: lis
         assert result.outcome is Outcome.OK and result.items is None
         assert counted == [2]
         assert "2 record(s) rejected" in result.detail
+
+
+def test_only_the_otlp_sink_counts_unnamed_rejections(sinks: list[Sink]) -> None:
+    """The service points ``on_rejected`` at its counter for sinks that are
+    CountsRejected (OTLP is imported only when configured, so the service
+    cannot name its class)."""
+    otlp = make(sinks, "http://127.0.0.1:9/v1/logs")
+    assert isinstance(otlp, CountsRejected)
+    for fmt in ("ndjson", "elasticsearch", "loki"):
+        other = build_sink(SinkTestSettings(sink_url="http://127.0.0.1:9/x", sink_format=fmt))
+        sinks.append(other)
+        assert not isinstance(other, CountsRejected), fmt
 
 
 def _answer(status: int, body: bytes = b"", **headers: str) -> Response:

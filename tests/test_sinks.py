@@ -415,10 +415,14 @@ def test_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
     assert "CWC_SINK_CA_FILE" in str(info.value)
 
 
-def test_ssl_context_verifies() -> None:
+def test_ssl_context_verifies(tls_files: tuple[Path, Path]) -> None:
     from cwconsumer.sinks.http import make_ssl_context
 
-    context = make_ssl_context(None)
+    # No CA file: aiohttp's own default, which verifies certificates and names
+    # (test_private_ca_file_is_trusted: it refuses a certificate it does not know).
+    assert make_ssl_context(None) is True
+    context = make_ssl_context(str(tls_files[0]))
+    assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
 
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "FIRST_CHARS",
@@ -112,19 +112,34 @@ _PYTHON_LINE = re.compile(
 # else takes parse_text. In bytes patterns \d is ASCII, so a line with other
 # Unicode digits is left to parse_text too.
 
-TOKEN_RUNTIME = re.compile(
-    rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z'
+_RUNTIME_AFTER_TIME = (
     rb"\\t((?:"
     + _ID.encode()
     + rb"|undefined)\\t(?>(?:(?:INFO|ERROR|WARN|DEBUG|TRACE|FATAL)\\t)?))"
     rb"(?!\{)"
 )
+TOKEN_RUNTIME = re.compile(rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z' + _RUNTIME_AFTER_TIME)
 """A Node.js runtime line's prefix whose body does not start with ``{`` (that
 may be a JSON object: left to parse_text). Its one group is what the document
 depends on: ``<request id or undefined>\\t`` and ``<LEVEL>\\t`` when there is
 one (:func:`runtime_key_fields` reads it). The level's part is atomic, as
 parse_text's is greedy: ``INFO\\t{`` is a level and a JSON body, never a body
 ``INFO\\t{``."""
+
+RUNTIME_STAMP_END: Final = 25
+"""Where the time stamp of a runtime line's token ends when it has
+milliseconds, as Node.js writes it: ``"`` and 24 characters."""
+RUNTIME_STAMP_FORM: Final = b"0000-00-00T00:00:00.000Z"
+"""``token[1:25].translate(DIGITS_TO_ZERO)`` of such a stamp: where this
+holds, TOKEN_RUNTIME's time matches exactly those 24 characters, and what it
+matches after them depends only on ``token[25:25 + RUNTIME_AFTER_TIME_MAX]``."""
+DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+RUNTIME_AFTER_TIME_MAX: Final = 48
+"""The most TOKEN_RUNTIME reads after the time: ``\\t``, a request id (36),
+``\\t``, a level and ``\\t`` (7), and the one character its look-ahead reads."""
+TOKEN_RUNTIME_AFTER_TIME = re.compile(_RUNTIME_AFTER_TIME)
+"""TOKEN_RUNTIME after its time stamp: the same group, at the same place
+relative to the stamp's end."""
 
 
 def runtime_key_fields(key: bytes) -> tuple[bytes | None, bytes | None]:

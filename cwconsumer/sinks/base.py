@@ -19,8 +19,9 @@ what happened. The lanes (``delivery.py``) decide what to do with it:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cwconsumer.model import OutBatch
 
@@ -74,3 +75,12 @@ class Sink(Protocol):
     async def aclose(self) -> None:
         """Close the connection pool."""
         ...
+
+
+@runtime_checkable
+class CountsRejected(Protocol):
+    """A sink whose receiver may refuse some records of a delivered request
+    without naming them (OTLP's ``partial_success``): the service points
+    ``on_rejected`` at its counter."""
+
+    on_rejected: Callable[[int], None]
