@@ -269,7 +269,8 @@ class _Group:
     def by_last_event(self) -> list[tuple[int, str]]:
         """(last event time or -1, name) of every stream, ascending."""
         touched = self.touched
-        if touched is None:
+        if touched is None or len(touched) * 8 > len(self.streams) + 64:
+            # (many changed, e.g. a data set just loaded: one sort is cheaper)
             self.last_key = {name: _last_key(st) for name, st in self.streams.items()}
             self.by_last = sorted(self.last_key.values())
         else:
