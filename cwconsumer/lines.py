@@ -90,7 +90,11 @@ LEVEL_PARTS: Final = {
     for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
 }
 """The ``log`` part of a document for the levels Lambda's runtimes write."""
-_RUNTIME_TAILS_MAX: Final = 256
+_RUNTIME_TAILS_MAX: Final = 16
+"""Entries of a stream's runtime-line caches (tails by request id and level,
+heads): an environment runs one invocation at a time, and its lines share
+them; a long-lived stream must not keep one per invocation (at 256 entries a
+Shaper grew to ~85 KB)."""
 
 
 class LineWriter:
