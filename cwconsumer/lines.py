@@ -90,7 +90,11 @@ LEVEL_PARTS: Final = {
     for level in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
 }
 """The ``log`` part of a document for the levels Lambda's runtimes write."""
-_RUNTIME_TAILS_MAX: Final = 256
+_RUNTIME_TAILS_MAX: Final = 16
+"""Entries of a stream's runtime-line caches (tails by request id and level,
+heads): an environment runs one invocation at a time, and its lines share
+them; a long-lived stream must not keep one per invocation (at 256 entries a
+Shaper grew to ~85 KB)."""
 
 
 class LineWriter:
@@ -264,19 +268,28 @@ class LineWriter:
 
     @staticmethod
     def _report_fields(m: re.Match[bytes]) -> bytes:
-        """``aws.lambda`` of a REPORT line matched by ``TOKEN_REPORT``, as JSON."""
+        """``aws.lambda`` of a REPORT line matched by ``TOKEN_REPORT``, as JSON:
+        the bytes ``orjson.dumps`` writes for the dict of ``parse_text``, written
+        directly. The request id is printable ASCII without quote or backslash
+        (no escapes), the integers are 1-18 digits (an int64 written without its
+        leading zeros), the durations go through ``float`` as parse_text's do."""
         rid, duration, billed, size, used, init = m.groups()
-        fields = {
-            "type": "report",
-            "request_id": rid.decode(),
-            "duration_ms": float(duration),
-            "billed_duration_ms": int(billed),
-            "memory_size_mb": int(size),
-            "max_memory_used_mb": int(used),
-        }
+        parts = [
+            b'{"type":"report","request_id":"',
+            rid,
+            b'","duration_ms":',
+            _dumps(float(duration)),
+            b',"billed_duration_ms":',
+            billed.lstrip(b"0") or b"0",
+            b',"memory_size_mb":',
+            size.lstrip(b"0") or b"0",
+            b',"max_memory_used_mb":',
+            used.lstrip(b"0") or b"0",
+        ]
         if init is not None:
-            fields["init_duration_ms"] = float(init)
-        return _dumps(fields)
+            parts += (b',"init_duration_ms":', _dumps(float(init)))
+        parts.append(b"}")
+        return b"".join(parts)
 
     def _runtime_head(self, after: bytes) -> tuple[bytes | None, int]:
         """TOKEN_RUNTIME's answer for a token whose time stamp has

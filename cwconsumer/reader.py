@@ -223,6 +223,10 @@ class Reader:
         )
 
     def _end_of_stream(self, st: StreamState) -> float | None:
+        # Caught up: the Shaper (~4 KB and its caches) is made again by the
+        # next page with events. Most known streams over months are finished
+        # Lambda environments; they keep none.
+        st.shaper = None
         st.empty_pages = 0
         st.idle_polls += 1
         now = _now_ms()

@@ -326,6 +326,10 @@ async def test_a_thousand_churned_streams_lose_nothing_and_end_of_stream_answers
     streams = waves * per_wave
     assert eos <= 1.5 * streams, (eos, len(calls))
     assert eos / len(calls) <= 0.6, (eos, len(calls))
+    # Memory per known stream: a finished (caught-up) stream keeps no Shaper.
+    finished = [st for st in rig.reg.of_group("/g") if st.idle_polls]  # last answer: the end
+    assert len(finished) >= streams * 0.1
+    assert [st.key.stream for st in finished if st.shaper is not None] == []
 
 
 # ----------------------------------------------------------------------------- pruning

@@ -149,3 +149,20 @@ def test_a_token_without_other_escapes_is_what_orjson_writes() -> None:
                 kept += 1
                 assert token == orjson.dumps(json.loads(token)), token
     assert kept > 10_000  # the property was exercised, not vacuously true
+
+
+def test_a_long_lived_streams_caches_stay_small() -> None:
+    """An environment serving thousands of invocations keeps a bounded
+    Shaper: its runtime-line caches hold a few invocations, not one entry each."""
+    rng = random.Random(3)
+    shaper = Shaper("/aws/lambda/fn", STREAM, "eu-west-1", "auto")
+    for inv in range(300):
+        rid = f"{inv:08x}-1c7e-4f0b-9a1a-8f0e6d2c3b4a"
+        messages = [
+            f"2026-12-06T10:00:00.{inv % 1000:03d}Z\t{rid}\tINFO\tline {k}\n" for k in range(3)
+        ]
+        events, _ = decode_get_log_events(answer(messages, rng))
+        docs = shaper.shape(events, None, -1)[0]
+        assert all(b'"request_id":"' + rid.encode() in d for d in docs if isinstance(d, bytes))
+    assert 0 < len(shaper._runtime_tails) <= 16
+    assert 0 < len(shaper._runtime_heads) <= 16
