@@ -298,14 +298,7 @@ class LineWriter:
         (``None`` when it does not match) and where the match ends in the
         token. Cached per stream: an invocation's lines share their heads."""
         m = TOKEN_RUNTIME_AFTER_TIME.match(after)
-        found = (
-            (None, 0)
-            if m is None
-            else (
-                self._runtime_tails.get(m[1]) or self._runtime_tail(m[1]),
-                RUNTIME_STAMP_END + m.end(),
-            )
-        )
+        found = (None, 0) if m is None else (self._runtime_tail(m[1]), RUNTIME_STAMP_END + m.end())
         heads = self._runtime_heads
         if len(heads) >= _RUNTIME_TAILS_MAX:
             heads.clear()
@@ -317,12 +310,16 @@ class LineWriter:
         m = TOKEN_RUNTIME.match(token)
         if m is None:
             return None, 0
-        return self._runtime_tails.get(m[1]) or self._runtime_tail(m[1]), m.end()
+        return self._runtime_tail(m[1]), m.end()
 
     def _runtime_tail(self, key: bytes) -> bytes:
         """What follows ``event`` in the document of a runtime line with this
         request id and level (``TOKEN_RUNTIME``'s group; cached per stream: an
         invocation's lines share them)."""
+        tails = self._runtime_tails
+        cached = tails.get(key)
+        if cached is not None:
+            return cached
         request_id, level = runtime_key_fields(key)
         tail = (
             self._aws_plain
@@ -333,7 +330,6 @@ class LineWriter:
         if level is not None:
             tail += LEVEL_PARTS[level.decode()]
         tail += b"}"
-        tails = self._runtime_tails
         if len(tails) >= _RUNTIME_TAILS_MAX:
             tails.clear()
         tails[key] = tail
