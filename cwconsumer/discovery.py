@@ -113,8 +113,6 @@ class Discovery:
             forget_after_s=forget_after_s,
             retention_days=retention_days,  # a group's retentionInDays (None: never expire)
         )
-        self.forget_window_ms = self.forgetter.window_ms
-        self.prune = self.forgetter.prune
         self.tick_s = discovery_interval_s / 3
         self._groups_every_ms = int(discovery_interval_s * 1000)
         self._groups_listed_ms = -(10**15)
@@ -431,7 +429,7 @@ class Discovery:
         shows nothing new since, stays forgotten."""
         if start is not None and (last_event is None or last_event < start - self._grace_ms):
             return False
-        window = self.forget_window_ms(group.name)
+        window = self.forgetter.window_ms(group.name)
         if window is not None and group.walked_ms is not None:
             line = now - window
             if (last_event is None or last_event < line) and (created or 0) < line:

@@ -353,7 +353,7 @@ async def test_pruning_never_forgets_a_stream_with_undelivered_events(
     states["pending"].pending_events = 1
     states["unread"].last_event_seen_ms = old + 1  # discovery reports more than was read
     states["read-not-confirmed"].read_pos = Checkpoint("f/2/s", None, 0, old + 5, 0)
-    forgotten = await rig.discovery.prune()
+    forgotten = await rig.discovery.forgetter.prune()
     assert forgotten == 1
     assert set(k.stream for k in rig.reg.streams) == {"pending", "unread", "read-not-confirmed"}
     rows = {r.key.stream for r in await rig.store.load_streams()}
@@ -378,7 +378,7 @@ async def test_a_forgotten_stream_that_shows_activity_again_is_read_from_its_beg
     rig.reg.set_state(st, State.IDLE)
     rig.fake.freeze_stream_stats("/g", "s")
     await anyio.sleep(3.2)
-    assert await rig.discovery.prune() == 1
+    assert await rig.discovery.forgetter.prune() == 1
     assert StreamKey("/g", "s") not in rig.reg.streams
     assert await rig.store.load_streams() == []
     # Unchanged, it stays forgotten: a deep walk sees it and leaves it alone.
@@ -581,11 +581,11 @@ async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
     rig.fake.set_retention("/g", 1)
     await rig.discovery.cycle()
     await rig.info.refresh()
-    assert rig.discovery.forget_window_ms("/g") == 24 * HOUR_MS
+    assert rig.discovery.forgetter.window_ms("/g") == 24 * HOUR_MS
     for name, t in at.items():
         await _idle_delivered(rig, name, t)
     rig.reg.streams[StreamKey("/g", "expired-pending")].pending_events = 1
-    assert await rig.discovery.prune() == 1
+    assert await rig.discovery.forgetter.prune() == 1
     assert {k.stream for k in rig.reg.streams} == {"expired-pending", "recent"}
     assert {r.key.stream for r in await rig.store.load_streams()} == {
         "expired-pending",
@@ -597,7 +597,7 @@ async def test_streams_past_the_groups_retention_are_forgotten_once_delivered(
     # Retention removed (never expire): the window is CWC_FORGET_AFTER again.
     rig.fake.set_retention("/g", None)
     await rig.info.refresh()
-    assert rig.discovery.forget_window_ms("/g") == 7 * 86400 * 1000
+    assert rig.discovery.forgetter.window_ms("/g") == 7 * 86400 * 1000
 
 
 async def test_a_deep_walk_longer_than_its_page_budget_goes_on_where_it_stopped(
