@@ -313,7 +313,7 @@ class HealthLog:
                 self.samples.append((at, 0, ""))
             else:
                 reasons = got[1].get("reasons") or []
-                first = str(reasons[0])[:120] if reasons else ""
+                first = "; ".join(str(x) for x in reasons)[:200]
                 self.samples.append((at, got[0], first))
 
     def stop(self) -> None:
@@ -324,7 +324,7 @@ class HealthLog:
         """Runs of one status: from, to, status, the first reason of the run."""
         out: list[dict[str, Any]] = []
         for at, status, reason in self.samples:
-            if out and out[-1]["status"] == status:
+            if out and out[-1]["status"] == status and out[-1]["reason"][:60] == reason[:60]:
                 out[-1]["to"] = at
             else:
                 out.append({"from": at, "to": at, "status": status, "reason": reason})
@@ -337,7 +337,9 @@ class HealthLog:
 def timeline(segments: list[dict[str, Any]]) -> str:
     names = {0: "down"}
     return ", ".join(
-        f"{s['from']:.0f}-{s['to']:.0f}s {names.get(s['status'], s['status'])}" for s in segments
+        f"{s['from']:.0f}-{s['to']:.0f}s {names.get(s['status'], s['status'])}"
+        + (f" ({s['reason'][:50]})" if s["reason"] else "")
+        for s in segments
     )
 
 
@@ -563,6 +565,7 @@ def _fault_run(
     inject: Callable[[Path], Callable[[], None]],
     poison_share: float = 0.0,
     fs_size: str = "64m",
+    **env: str,
 ) -> dict[str, Any]:
     """The common shape of a-c: a backlog, a fault from when ``start_after``
     events arrived for ``fault_s`` (``inject(db)`` starts it and returns what
@@ -581,10 +584,11 @@ def _fault_run(
             streams=streams,
             poison_share=poison_share,
             CWC_DB_JOURNAL_MODE=mode,
+            **env,
         ) as r:
             r.task.start()
             health = HealthLog(r.admin, r.task.t0)
-            if not wait_for(lambda: r.delivered_count() >= start_after, 120, 0.05):
+            if not wait_for(lambda: r.delivered_count() >= start_after, 60, 0.05):
                 raise RuntimeError(f"only {r.delivered_count()} events arrived before the fault")
             on = time.monotonic() - r.task.t0
             out["fault_on_at_s"] = round(on, 1)
@@ -666,6 +670,7 @@ def sc_diskfull_poison(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
             inject=diskfull(lambda db: db.parent.parent),
             poison_share=0.025,
             fs_size="64m",
+            CWC_SINK_FORMAT="elasticsearch",
         )
         out.append(res)
     return out
