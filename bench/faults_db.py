@@ -483,7 +483,7 @@ def rig(
     poison_share: float = 0.0,
     seed: int = 14,
     user: int | None = None,
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Rig]:
     fake = FakeCloudWatchLogs(seed=seed, log_calls=False).start()
     sink.start()
@@ -508,7 +508,7 @@ def rig(
             "CWC_SHUTDOWN_TIMEOUT": "20s",
             "CWC_BATCH_MAX_WAIT": "1s",
         }
-        settings.update(env)
+        settings.update(env or {})
         task = Task(fake_env(fake, sink.url, db, **settings), workdir / "product.log", user=user)
         r = Rig(fake, writer, sink, task, Admin(port), db, list(streams), poison)
         try:
@@ -583,8 +583,7 @@ def _fault_run(
             db=db,
             streams=streams,
             poison_share=poison_share,
-            CWC_DB_JOURNAL_MODE=mode,
-            **env,
+            env={"CWC_DB_JOURNAL_MODE": mode, **env},
         ) as r:
             r.task.start()
             health = HealthLog(r.admin, r.task.t0)
@@ -607,8 +606,14 @@ def _fault_run(
             out["seconds_from_fault_off_to_all_delivered"] = (
                 round(time.monotonic() - r.task.t0 - off, 1) if done else None
             )
-            time.sleep(3)  # /healthz after recovery
+            # /healthz after recovery: its first 200 (bounded), and 3 s more
+            wait_for(lambda: bool(health.samples) and health.samples[-1][1] == 200, 60)
+            time.sleep(3)
             health.stop()
+            first_ok = next((at for at, st, _ in health.samples if at > off and st == 200), None)
+            out["healthz_seconds_from_fault_off_to_200"] = (
+                None if first_ok is None else round(first_ok - off, 1)
+            )
             after = health.between(off, time.monotonic() - r.task.t0)
             out["healthz_during"] = dict(
                 Counter(str(s) for s in health.between(on, off).elements())
@@ -720,10 +725,12 @@ def sc_removed_dir(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
             sink=CountingSink(),
             db=db,
             streams=dict.fromkeys(keys, 0),
-            CWC_DB_JOURNAL_MODE="wal",
-            CWC_START_POSITION=start,
-            CWC_POLL_INTERVAL="500ms",
-            CWC_DISCOVERY_INTERVAL="1s",
+            env={
+                "CWC_DB_JOURNAL_MODE": "wal",
+                "CWC_START_POSITION": start,
+                "CWC_POLL_INTERVAL": "500ms",
+                "CWC_DISCOVERY_INTERVAL": "1s",
+            },
         ) as r:
             r.writer.start_appending(keys, every_s=0.02, per_tick=(1, 4))
             r.task.start()
@@ -780,7 +787,7 @@ def sc_shm(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
         keys = [("/fdb/shm", "s0"), ("/fdb/shm", "s1")]
         with rig(
             base, sink=CountingSink(), db=db, streams=dict.fromkeys(keys, 2000),
-            user=user, CWC_DB_JOURNAL_MODE="wal",
+            user=user, env={"CWC_DB_JOURNAL_MODE": "wal"},
         ) as r:  # fmt: skip
             r.task.start()
             if not wait_for(lambda: r.committed(), 60):
