@@ -230,3 +230,47 @@ async def test_a_recently_renewed_lease_costs_no_database_call(tmp_path: Path) -
     finally:
         other.close()
         await store.aclose()
+
+# -- commit together or not at all (item 1), every error translated (item 7) ------
+
+
+async def test_a_commit_refused_at_commit_keeps_neither_its_checkpoint_nor_its_dead_letters(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint and the dead letters it depends on commit together or not
+    at all. Here the transaction is refused by its COMMIT itself (a deferred
+    constraint that every checkpoint write breaks; a full disk or an I/O
+    error at COMMIT in WAL mode does the same): the error is translated
+    (items 1 and 7), neither the checkpoint nor one dead letter stays, the
+    connection is not left inside the transaction, and the same commit goes
+    through once the cause is gone. Dead letters written in a transaction of
+    their own would stay here without their checkpoint."""
+    store = await held_store(tmp_path / "cwc.db")
+    try:
+        await store.commit([commit_of("t1")])
+        await store.fetch("PRAGMA foreign_keys = ON")
+        await store.fetch("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        await store.fetch(
+            "CREATE TABLE orphan (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        for when in ("INSERT", "UPDATE"):
+            await store.fetch(
+                f"CREATE TRIGGER refuse_{when.lower()} AFTER {when} ON streams "
+                "BEGIN INSERT INTO orphan VALUES (1); END"
+            )
+        with pytest.raises(StoreError) as caught:
+            await store.commit([commit_of("t2")], dead_rows(3, 100))
+        assert "FOREIGN KEY" in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.Error)
+        assert (await store.load_streams())[0].checkpoint.token == "t1"
+        assert await store.fetch("SELECT COUNT(*) FROM dead_letters") == [(0,)]
+        await store.heartbeat(now_ms())  # a new transaction can begin
+
+        for when in ("insert", "update"):
+            await store.fetch(f"DROP TRIGGER refuse_{when}")
+        await store.commit([commit_of("t2")], dead_rows(3, 100))
+        assert (await store.load_streams())[0].checkpoint.token == "t2"
+        assert await store.fetch("SELECT COUNT(*) FROM dead_letters") == [(3,)]
+    finally:
+        await store.aclose()
+
