@@ -274,3 +274,36 @@ async def test_a_commit_refused_at_commit_keeps_neither_its_checkpoint_nor_its_d
     finally:
         await store.aclose()
 
+
+async def test_every_read_of_a_locked_database_is_a_retriable_store_error(tmp_path: Path) -> None:
+    """Item 7 for the reads: journal mode ``delete`` (the EFS setting), another
+    process holding an exclusive lock (a long write, ``reset`` from a shell):
+    every read the service and the commands make raises the project's
+    retriable error, never a raw ``sqlite3`` one, and works once the lock is
+    gone."""
+    path = tmp_path / "cwc.db"
+    store = await held_store(path, "delete")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.fetch("PRAGMA busy_timeout = 50")  # not 30 s for a test
+        reads = {
+            "lease_info": store.lease_info,
+            "load_groups": store.load_groups,
+            "load_streams": store.load_streams,
+            "load_group_info": store.load_group_info,
+            "count_dead_letters_pending": store.count_dead_letters_pending,
+            "load_dead_letters": lambda: store.load_dead_letters(10),
+        }
+        other.execute("BEGIN EXCLUSIVE")
+        for name, read in reads.items():
+            with pytest.raises(StoreError) as caught:
+                await read()
+            assert caught.value.retriable and "locked" in str(caught.value), name
+            assert isinstance(caught.value.__cause__, sqlite3.Error), name
+        other.execute("ROLLBACK")
+        for read in reads.values():
+            await read()
+    finally:
+        other.close()
+        await store.aclose()
+
