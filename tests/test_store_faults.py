@@ -8,9 +8,12 @@ is in ``test_failure_paths.py``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -231,6 +234,7 @@ async def test_a_recently_renewed_lease_costs_no_database_call(tmp_path: Path) -
         other.close()
         await store.aclose()
 
+
 # -- commit together or not at all (item 1), every error translated (item 7) ------
 
 
@@ -307,3 +311,52 @@ async def test_every_read_of_a_locked_database_is_a_retriable_store_error(tmp_pa
         other.close()
         await store.aclose()
 
+
+# -- an unwritable WAL shared-memory file (item 13) ---------------------------------
+
+
+def _unwritable(path: Path) -> Callable[[], None] | None:
+    """Make ``path`` unwritable for this process; returns how to undo it, or
+    None where that cannot be done (root ignores the mode: the immutable
+    attribute is tried then)."""
+    path.chmod(0o444)
+    if not os.access(path, os.W_OK):
+        return lambda: path.chmod(0o644)
+    try:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, timeout=10)
+    except OSError:
+        done = None
+    if done is not None and done.returncode == 0 and not os.access(path, os.W_OK):
+
+        def undo() -> None:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True, timeout=10)
+            path.chmod(0o644)
+
+        return undo
+    path.chmod(0o644)
+    return None
+
+
+async def test_an_unwritable_wal_shared_memory_file_is_noticed(tmp_path: Path) -> None:
+    """Item 13: SQLite dies of SIGBUS on its next use of a ``-shm`` file it can
+    no longer write. The heartbeat's file check says so first (not
+    retriable: the process stops with the cause)."""
+    path = tmp_path / "cwc.db"
+    store = await held_store(path, "wal")
+    try:
+        await store.commit([commit_of("t1")])
+        shm = tmp_path / "cwc.db-shm"
+        assert shm.exists()
+        store.check_file()  # writable: nothing to say
+        undo = _unwritable(shm)
+        if undo is None:
+            pytest.skip("cannot make a file unwritable here (the mode is ignored, no chattr)")
+        try:
+            with pytest.raises(StoreError, match="no longer writable") as caught:
+                store.check_file()
+            assert not caught.value.retriable
+            assert str(shm) in str(caught.value)
+        finally:
+            undo()
+    finally:
+        await store.aclose()
