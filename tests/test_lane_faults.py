@@ -583,3 +583,35 @@ async def test_a_chunk_that_cannot_be_handed_over_is_read_again_not_skipped() ->
     assert st.read_pos == start  # the page is read again, not skipped
     assert budget.events == 0 and budget.reserved == 0 and st.pending_events == 0
 
+
+async def test_a_worker_stopped_while_waiting_for_a_stream_gives_its_memory_back() -> None:
+    """A worker reserves memory before it takes a stream; when it is stopped
+    (or fails) before it reads, the reservation is given back, not held for
+    ever out of the budget every reader shares."""
+    from cwconsumer.reader import Reader
+    from cwconsumer.schedule import Schedule
+
+    class Logs:
+        async def pace(self, op: str) -> None:
+            return None
+
+    async def route(chunk: Chunk) -> None:
+        raise AssertionError("nothing is read")
+
+    budget = Budget(1000, 1 << 20)
+    reader = Reader(
+        Logs(),  # type: ignore[arg-type]
+        Schedule(),  # no stream: the worker waits for one
+        budget,
+        route,
+        region="us-east-1",
+        parse_mode="auto",
+        poll_interval_s=1.0,
+        idle_grace_s=60.0,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader.worker)
+        await anyio.sleep(0.1)
+        assert budget.reserved > 0  # waiting for a stream, with its reservation
+        tg.cancel_scope.cancel()
+    assert budget.reserved == 0 and budget.events == 0
