@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -243,6 +244,51 @@ def test_health_is_200_again_soon_after_a_full_disk_is_freed(
         raise AssertionError(f"{exc}; reasons: {reasons()}") from None
     assert time.monotonic() - freed < 30
     assert product.terminate() == 0
+
+
+def test_a_stop_behind_another_process_lock_ends_within_ecs_stop_timeout(
+    rig: Callable[..., tuple[FakeCloudWatchLogs, Writer, Product]],
+    sink: RecordingSink,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while another process holds the database's write lock (the
+    issue's 45-s lock; journal mode delete, the EFS setting). A lane's commit
+    waits out SQLite's 30-s busy timeout and nothing can be stored: the stop
+    must still end by itself, exit 1 with the cause last, well inside ECS's
+    30-s stopTimeout (20-s CWC_SHUTDOWN_TIMEOUT + 8 s). Old code: the
+    watchdog fired 20 s past the shutdown timeout, after ECS's SIGKILL. Once
+    the lock is gone, a restart delivers and commits everything."""
+    db = tmp_path / "cwc.db"
+    _fake, w, product = rig(
+        CWC_DB_PATH=str(db), CWC_DB_JOURNAL_MODE="delete", CWC_SHUTDOWN_TIMEOUT="2s"
+    )
+    product.start()
+    settle(product, sink, w, db)
+    holder = sqlite3.connect(db, timeout=5, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        for k in KEYS:
+            w.put(*k, 400)
+        wait_until(lambda: len(sink.docs()) > 2 * 150, 30, "new events sent, not committable")
+        time.sleep(1.0)  # a lane's commit is now waiting for the lock
+        assert product.proc is not None
+        product.proc.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        rc = wait_exit(product, 25)
+        took = time.monotonic() - asked
+    finally:
+        if holder.in_transaction:
+            holder.rollback()
+        holder.close()
+    assert rc == 1, product.logs()[-2000:]
+    assert took < 2 + 8 + 4, f"the stop took {took:.1f}s"
+    message = last_message(product)
+    assert message.startswith("stopped: ") and "stuck" in message, product.logs()[-2000:]
+    product.start()
+    wait_until(lambda: all_committed(db, w), 60, "every checkpoint once the lock was gone")
+    assert all_delivered(sink, w)  # over both runs: nothing lost
+    assert product.terminate() == 0
+    assert read_rows(db, "SELECT COUNT(*) FROM dead_letters") == [(0,)]
 
 
 def test_a_database_turned_read_only_stops_the_process_at_once_with_the_cause(
