@@ -304,11 +304,6 @@ class Store(OperatorQueries):
                 [(k.group, k.stream) for k in keys],
             )
 
-    async def stream_count(self) -> int:
-        """How many streams have a row."""
-        rows = await self._db.execute_fetchall("SELECT COUNT(*) FROM streams")
-        return int(next(iter(rows))[0])
-
     async def load_streams(self, group: str | None = None) -> list[StreamRow]:
         """Every known stream (of ``group``), by group and stream name."""
         sql = f"SELECT {_STREAM_COLS} FROM streams"
