@@ -71,6 +71,7 @@ COMMIT_RETRY_S = 300.0
 """How long a lane keeps trying to commit a confirmed batch's checkpoint while
 the database refuses it for a retriable reason; then the process exits 1."""
 COMMIT_BACKOFF_CAP_S = 10.0
+RESTART_BACKOFF_CAP_S = 60.0
 _MAX_EXPONENT = 30
 """2**30 times any base is far above every cap: the exponent stops there, so
 no attempt count (days of failure) can overflow a float."""
@@ -96,6 +97,13 @@ def auth_backoff_s(attempt: int) -> float:
     wrong token or URL never hammers the sink."""
     base = min(AUTH_BACKOFF_CAP_S, AUTH_BACKOFF_MIN_S * _growth(attempt))
     return random.uniform(0.75 * base, base)
+
+
+def restart_backoff_s(failures: int) -> float:
+    """The pause before a failed stage that holds no events (discovery,
+    group-info, the reporter) starts again: 2, 4, 8 ... 60 s, its exponent
+    capped like the sink's, so months of failures never overflow."""
+    return min(RESTART_BACKOFF_CAP_S, 2.0 * _growth(failures))
 
 
 async def _no_guard() -> None:

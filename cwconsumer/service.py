@@ -48,7 +48,7 @@ from cwconsumer.admin import AdminServer
 from cwconsumer.arns import is_group_arn
 from cwconsumer.aws import LogsClient, aws_role
 from cwconsumer.config import Config
-from cwconsumer.delivery import Lane, lane_of
+from cwconsumer.delivery import Lane, lane_of, restart_backoff_s
 from cwconsumer.discovery import Discovery, Registry
 from cwconsumer.emf import Reporter
 from cwconsumer.errors import AwsError, CwcError, LeaseLost, StageFailed
@@ -461,8 +461,12 @@ class Service:
             except Exception as exc:
                 failures += 1
                 self.health.task_failed(name, f"{type(exc).__name__}: {exc}")
-                log.exception("task failed; restarting", extra={"task": name, "failures": failures})
-                await anyio.sleep(min(60.0, 2.0**failures))
+                log.error(
+                    "task failed; restarting",
+                    exc_info=not isinstance(exc, CwcError),  # translated faults: one line
+                    extra={"task": name, "failures": failures, "error": str(exc)},
+                )
+                await anyio.sleep(restart_backoff_s(failures))
 
     # -- callbacks from the lanes -------------------------------------------------
 

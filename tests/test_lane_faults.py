@@ -25,7 +25,13 @@ import orjson
 import pytest
 
 from cwconsumer import delivery
-from cwconsumer.delivery import Lane, auth_backoff_s, backoff_s
+from cwconsumer.delivery import (
+    RESTART_BACKOFF_CAP_S,
+    Lane,
+    auth_backoff_s,
+    backoff_s,
+    restart_backoff_s,
+)
 from cwconsumer.documents import Shaper
 from cwconsumer.errors import StoreError
 from cwconsumer.flow import Budget
@@ -263,6 +269,16 @@ def test_backoff_never_overflows_however_long_the_failure() -> None:
     for attempt in (1_025, 10**12):
         assert 0.75 * delivery.AUTH_BACKOFF_CAP_S <= auth_backoff_s(attempt)
     assert backoff_s(10**6, retry_after=5.0) >= 5.0
+
+
+def test_a_stage_restarted_for_months_never_overflows_its_pause() -> None:
+    """Discovery, group-info and the reporter are restarted after a failure
+    with a growing pause. Old code: ``min(60.0, 2.0**failures)`` raised
+    OverflowError at failure 1,024 (about 17 h of a failing stage, e.g. a
+    database that stays full), ending the process from its error handler."""
+    assert [restart_backoff_s(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    for failures in (6, 1_024, 2_000, 10**6, 10**12):
+        assert restart_backoff_s(failures) == RESTART_BACKOFF_CAP_S
 
 
 async def test_sink_fails_2000_times_then_recovers_nothing_lost(
