@@ -42,6 +42,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -175,8 +176,12 @@ class Rig:
     def dead_letters(self) -> set[tuple[Key, int]]:
         if not self.db.exists():
             return set()
+        try:
+            rows = read_rows(self.db, "SELECT document FROM dead_letters")
+        except sqlite3.OperationalError:  # not created yet: the product is starting
+            return set()
         out: set[tuple[Key, int]] = set()
-        for (doc,) in read_rows(self.db, "SELECT document FROM dead_letters"):
+        for (doc,) in rows:
             out.add(parse_message(json.loads(doc)["message"]))
         return out
 
@@ -1015,8 +1020,9 @@ def main(argv: list[str] | None = None) -> int:
     short = args.short or every
     results: list[dict[str, Any]] = []
     started = time.time()
+    rev = git_rev()  # the product's code as the run starts
     print(
-        f"faults_net: {', '.join(names)} ({'short' if short else 'issue'} durations), git {git_rev()}, load {loadavg()}"
+        f"faults_net: {', '.join(names)} ({'short' if short else 'issue'} durations), git {rev}, load {loadavg()}"
     )
     with workdir(args.keep) as work:
         for name in names:
@@ -1037,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "argv": sys.argv[1:],
                 "short": short,
-                "git": git_rev(),
+                "git": rev,
                 "seconds": round(time.time() - started, 1),
                 "scenarios": results,
             },
