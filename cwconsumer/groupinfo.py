@@ -80,10 +80,13 @@ class GroupInfo:
     async def load(self) -> None:
         self.rows = await self._store.load_group_info()
 
-    async def run(self) -> None:
-        """Runs until cancelled."""
+    async def run(self, ok: Callable[[], None] | None = None) -> None:
+        """Runs until cancelled; ``ok()`` after every refresh that completed
+        (a failure reported in /healthz is cleared by the next one that works)."""
         while True:
             await self.refresh()
+            if ok is not None:
+                ok()
             await anyio.sleep(self._tick_s)
 
     async def refresh(self, now_ms: int | None = None) -> None:

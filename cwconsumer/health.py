@@ -29,7 +29,9 @@ A group whose log class GetLogEvents refuses is listed under
 readable, and would stall every other group.
 
 Every condition clears by itself when its cause goes away: a confirmed
-delivery clears "stalled" and the credential error, a task failure ages out.
+delivery clears "stalled" and the credential error, a task failure ages out
+or clears at once when the restarted task completes a cycle (discovery,
+group-info report that).
 
 "Pending since" must be exact, not sampled when someone asks: the memory
 budget calls :meth:`Health.pending` whenever the number of unconfirmed

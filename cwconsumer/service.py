@@ -37,6 +37,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
@@ -355,7 +356,12 @@ class Service:
                 with fetch_scope:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
-                        tg.start_soon(self._restarted, "group-info", info.run)
+                        tg.start_soon(
+                            self._restarted,
+                            "group-info",
+                            info.run,
+                            partial(self.health.task_ok, "group-info"),
+                        )
                         for i in range(cfg.workers):
                             tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
             finally:

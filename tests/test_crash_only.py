@@ -19,7 +19,8 @@ import pytest
 
 from cwconsumer.config import load_config
 from cwconsumer.errors import StageFailed
-from cwconsumer.model import OutBatch
+from cwconsumer.metrics import InFlight
+from cwconsumer.model import Chunk, OutBatch
 from cwconsumer.service import Service
 from cwconsumer.sinks.base import Outcome, SendResult
 from tests.support.fakecwl import FakeCloudWatchLogs
@@ -104,3 +105,57 @@ async def test_a_stage_that_raises_stops_the_service_and_the_restart_loses_nothi
             await anyio.sleep(0.05)
         svc.stop()
     assert sorted(set(second.accepted)) == list(range(20, 100))
+
+
+async def test_a_reader_that_raises_stops_the_service_and_the_restart_loses_nothing(
+    start_fakecwl: Callable[..., FakeCloudWatchLogs],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader holds events too (a page read and not yet handed over). Old
+    code restarted it in place: issue 14, item 4, where the in-flight metrics
+    step raised on a page after the read position had moved on, and the page
+    was lost. The fault is injected at that very step (its second page)."""
+    fake = start_fakecwl(8)
+    for k, v in fake.client_env().items():
+        monkeypatch.setenv(k, v)
+    w = Writer(fake, seed=8)
+    w.put("/crash-only", "s", 100)
+    fake.page_cap("/crash-only", "s", 20)
+    db = tmp_path / "cwc.db"
+    failing = [True]
+    pages = [0]
+    real_read = InFlight.read
+
+    def read(self: InFlight, chunk: Chunk) -> None:
+        pages[0] += 1
+        if failing[0] and pages[0] == 2:
+            raise RuntimeError("a bug on a page")
+        real_read(self, chunk)
+
+    monkeypatch.setattr(InFlight, "read", read)
+
+    first = BuggySink(fail_on=None)
+    with anyio.fail_after(15):
+        with pytest.raises(BaseException) as caught:
+            await service(fake, db, first).run()
+    cause: BaseException = caught.value
+    while isinstance(cause, BaseExceptionGroup):
+        cause = next(
+            e for e in cause.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())
+        )
+    assert isinstance(cause, StageFailed), repr(cause)
+    assert "reader-" in str(cause) and "a bug on a page" in str(cause)
+    rows = read_checkpoints(db)
+    assert all(r.delivered <= 20 for r in rows.values())  # nothing passed the lost page
+
+    failing[0] = False
+    second = BuggySink(fail_on=None)
+    svc = service(fake, db, second)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc.run)
+        deadline = time.monotonic() + 30
+        while sorted(set(first.accepted + second.accepted)) != list(range(100)):
+            assert time.monotonic() < deadline, "not every event delivered after the restart"
+            await anyio.sleep(0.05)
+        svc.stop()

@@ -193,6 +193,58 @@ def test_a_full_database_stops_the_process_with_the_cause_and_loses_nothing(
     assert rows == [(0,)]
 
 
+def test_health_is_200_again_soon_after_a_full_disk_is_freed(
+    rig: Callable[..., tuple[FakeCloudWatchLogs, Writer, Product]],
+    sink: RecordingSink,
+    small_fs: Path,
+) -> None:
+    """Measured by ``bench/faults_db.py diskfull-poison``: the group-info
+    task's write failed on the full disk, and nothing ever told /healthz it
+    worked again, so it answered 503 for two more minutes after every event
+    was delivered and committed (the failure aged out after
+    TASK_FAILURE_WINDOW_S) — long enough for ECS's health check (3 failures
+    30 s apart) to replace a task that works. A restarted task that completes
+    a cycle clears its failure, as discovery's did."""
+    port = free_port()
+    db = small_fs / "cwc.db"
+    fake, w, product = rig(
+        CWC_DB_PATH=str(db),
+        CWC_DB_JOURNAL_MODE="delete",  # every write needs a journal: every write fails
+        CWC_ADMIN_ADDR=f"127.0.0.1:{port}",
+        CWC_LEASE_HEARTBEAT="2s",
+        CWC_LEASE_TTL="60s",  # stay up through the fault
+        CWC_DISCOVERY_INTERVAL="1s",
+    )
+    admin = Admin(port)
+    # Group-info describes each group found with DescribeLogGroups; a slow
+    # answer holds its first write back until the disk is full.
+    fake.set_latency(4.0, operation="DescribeLogGroups")
+    product.start()
+    wait_until(lambda: len(sink.docs()) > 0, 30, "the first events")
+    filler = fill(small_fs)
+
+    def reasons() -> str:
+        got = admin.healthz()
+        return "" if got is None else str(got[1].get("reasons"))
+
+    wait_until(lambda: "task group-info failed" in reasons(), 30, "group-info failing")
+    filler.unlink()
+    fake.set_latency(0.0, operation="DescribeLogGroups")
+    settle(product, sink, w, db)
+    freed = time.monotonic()
+
+    def healthy() -> bool:
+        got = admin.healthz()
+        return got is not None and got[0] == 200
+
+    try:
+        wait_until(healthy, 30, "/healthz 200 once the disk was freed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; reasons: {reasons()}") from None
+    assert time.monotonic() - freed < 30
+    assert product.terminate() == 0
+
+
 def test_a_database_turned_read_only_stops_the_process_at_once_with_the_cause(
     rig: Callable[..., tuple[FakeCloudWatchLogs, Writer, Product]],
     sink: RecordingSink,
@@ -247,7 +299,10 @@ def test_a_removed_database_directory_stops_the_process_naming_the_path(
     rc = wait_exit(product, 10)
     assert rc == 1
     message = last_message(product)
-    assert message.startswith("stopped: ") and str(db) in message and "removed" in message
+    # "was removed" from the file check itself: the test's own directory
+    # name holds "removed" too, which any message naming the path would match.
+    assert message.startswith("stopped: ") and str(db) in message
+    assert "was removed while in use" in message, message
 
 
 # -- CloudWatch unreachable (item 9) ----------------------------------------------------

@@ -3,6 +3,7 @@ read with a bound (item 8). Fast: in process, real HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -19,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from cwconsumer.aws import LogsClient
+from cwconsumer.commands import EXIT_OK, healthcheck
 from cwconsumer.errors import AwsError, SinkError
 from cwconsumer.health import Health
 from cwconsumer.model import OutBatch
@@ -193,9 +195,28 @@ def healthz_port() -> Iterator[int]:
     server.server_close()
 
 
+def test_healthcheck_ignores_the_proxy_of_its_environment(
+    healthz_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fast tier's proof (in process; the command as a process is the
+    next test): with HTTP_PROXY pointing at nothing, the check still reaches
+    the loopback /healthz directly."""
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, dead_proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    args = argparse.Namespace(standby_ok=False)
+    code = healthcheck.main(args, {"CWC_ADMIN_ADDR": f"127.0.0.1:{healthz_port}"})
+    assert code == EXIT_OK, capsys.readouterr().err
+    assert '"ok"' in capsys.readouterr().out
+
+
+@pytest.mark.slow  # starts the command as a process (the fast tier: the test above)
 def test_healthcheck_never_goes_through_a_proxy(healthz_port: int) -> None:
     """Old code: urllib honoured HTTP_PROXY (set for the sink or AWS), sent
     the loopback check to the proxy, and the container was reported sick."""
+
     dead_proxy = f"http://127.0.0.1:{free_port()}"
     env = run_env({}, "http://127.0.0.1:9/", Path("/nonexistent/cwc.db"))
     env.update(

@@ -48,12 +48,14 @@ class Clock:
         self.now = 1000.0
         self.slept = 0.0
         self.sleeps = 0
+        self.on_sleep: Callable[[], None] = lambda: None
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
         assert seconds >= 0
+        self.on_sleep()
         self.now += seconds
         self.slept += seconds
         self.sleeps += 1
@@ -418,10 +420,16 @@ async def test_every_event_refused_the_same_way_is_the_sinks_problem_not_poison(
 
     rig = await make_rig(tmp_path, script, pages=4, per_page=25)
     closing.append(rig.store)
+    # The first wait comes right after the batch was found refused alike
+    # (bisecting does not wait): /healthz already says why, from then on.
+    waits: list[tuple[bool, dict[str, object]]] = []
+    rig.clock.on_sleep = lambda: waits.append(rig.health.verdict(rig.budget.events))
     await rig.run()
     assert await rig.dead_letter_ids() == []
     assert rig.sink.accepted == all_ids(rig.chunks)
     assert rig.clock.slept > 60  # slow retries, not a tight loop
+    assert waits and all(not healthy for healthy, _ in waits)
+    assert "no such index" in str(waits[0][1]["reasons"])
     assert rig.health.verdict(rig.budget.events)[0]
 
 
@@ -574,3 +582,36 @@ async def test_a_chunk_that_cannot_be_handed_over_is_read_again_not_skipped() ->
         await reader.poll(st, reserved)
     assert st.read_pos == start  # the page is read again, not skipped
     assert budget.events == 0 and budget.reserved == 0 and st.pending_events == 0
+
+
+async def test_a_worker_stopped_while_waiting_for_a_stream_gives_its_memory_back() -> None:
+    """A worker reserves memory before it takes a stream; when it is stopped
+    (or fails) before it reads, the reservation is given back, not held for
+    ever out of the budget every reader shares."""
+    from cwconsumer.reader import Reader
+    from cwconsumer.schedule import Schedule
+
+    class Logs:
+        async def pace(self, op: str) -> None:
+            return None
+
+    async def route(chunk: Chunk) -> None:
+        raise AssertionError("nothing is read")
+
+    budget = Budget(1000, 1 << 20)
+    reader = Reader(
+        Logs(),  # type: ignore[arg-type]
+        Schedule(),  # no stream: the worker waits for one
+        budget,
+        route,
+        region="us-east-1",
+        parse_mode="auto",
+        poll_interval_s=1.0,
+        idle_grace_s=60.0,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader.worker)
+        await anyio.sleep(0.1)
+        assert budget.reserved > 0  # waiting for a stream, with its reservation
+        tg.cancel_scope.cancel()
+    assert budget.reserved == 0 and budget.events == 0

@@ -13,7 +13,7 @@ from cwconsumer import config as config_module
 from cwconsumer import logs, sinkconfig, variables
 from cwconsumer.config import load_config
 from cwconsumer.model import OutBatch
-from cwconsumer.secrets import SENSITIVE_NAME, url_secrets
+from cwconsumer.secrets import SENSITIVE_NAME, SENSITIVE_WORDS, url_secrets
 from cwconsumer.sinks import http
 from cwconsumer.sinks.base import Outcome
 from cwconsumer.sinks.factory import build_sink, http_options
@@ -101,3 +101,31 @@ def test_a_vendor_api_key_header_is_masked_whatever_its_name() -> None:
     assert key not in shown and "prod" in shown
     assert key in logs.secrets_of(cfg) and "prod" not in logs.secrets_of(cfg)
     assert key in http._secret_values(http_options(cfg))
+
+
+def test_a_value_under_any_sensitive_name_is_masked_in_free_text() -> None:
+    """The log redactor's ``name=value`` rule (log lines, errors, /healthz,
+    /stats) recognises the names the one pattern does, not a list of its own:
+    a signature, a credential, a session or a cookie in an error text is
+    masked like a token is."""
+    redactor = logs.Redactor()
+    value = "s3cr3tValue0042"
+    names = [
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "session_id",
+        "Cookie",
+        "pwd",
+        "client_secret",
+        "api_key",
+        "Authorization",
+        "access_token",
+        "db_password",
+    ]
+    for word in SENSITIVE_WORDS:
+        assert any(SENSITIVE_NAME.search(n) and word in n.lower() for n in names), word
+    for name in names:
+        for text in (f"{name}={value}", f'"{name}": "{value}"', f"{name}: {value}"):
+            scrubbed = redactor.scrub(f"request failed ({text}); retrying")
+            assert value not in scrubbed, scrubbed
+            assert name in scrubbed  # the name stays readable

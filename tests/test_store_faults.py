@@ -8,9 +8,12 @@ is in ``test_failure_paths.py``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -229,4 +232,131 @@ async def test_a_recently_renewed_lease_costs_no_database_call(tmp_path: Path) -
         other.execute("ROLLBACK")
     finally:
         other.close()
+        await store.aclose()
+
+
+# -- commit together or not at all (item 1), every error translated (item 7) ------
+
+
+async def test_a_commit_refused_at_commit_keeps_neither_its_checkpoint_nor_its_dead_letters(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint and the dead letters it depends on commit together or not
+    at all. Here the transaction is refused by its COMMIT itself (a deferred
+    constraint that every checkpoint write breaks; a full disk or an I/O
+    error at COMMIT in WAL mode does the same): the error is translated
+    (items 1 and 7), neither the checkpoint nor one dead letter stays, the
+    connection is not left inside the transaction, and the same commit goes
+    through once the cause is gone. Dead letters written in a transaction of
+    their own would stay here without their checkpoint."""
+    store = await held_store(tmp_path / "cwc.db")
+    try:
+        await store.commit([commit_of("t1")])
+        await store.fetch("PRAGMA foreign_keys = ON")
+        await store.fetch("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        await store.fetch(
+            "CREATE TABLE orphan (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        for when in ("INSERT", "UPDATE"):
+            await store.fetch(
+                f"CREATE TRIGGER refuse_{when.lower()} AFTER {when} ON streams "
+                "BEGIN INSERT INTO orphan VALUES (1); END"
+            )
+        with pytest.raises(StoreError) as caught:
+            await store.commit([commit_of("t2")], dead_rows(3, 100))
+        assert "FOREIGN KEY" in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.Error)
+        assert (await store.load_streams())[0].checkpoint.token == "t1"
+        assert await store.fetch("SELECT COUNT(*) FROM dead_letters") == [(0,)]
+        await store.heartbeat(now_ms())  # a new transaction can begin
+
+        for when in ("insert", "update"):
+            await store.fetch(f"DROP TRIGGER refuse_{when}")
+        await store.commit([commit_of("t2")], dead_rows(3, 100))
+        assert (await store.load_streams())[0].checkpoint.token == "t2"
+        assert await store.fetch("SELECT COUNT(*) FROM dead_letters") == [(3,)]
+    finally:
+        await store.aclose()
+
+
+async def test_every_read_of_a_locked_database_is_a_retriable_store_error(tmp_path: Path) -> None:
+    """Item 7 for the reads: journal mode ``delete`` (the EFS setting), another
+    process holding an exclusive lock (a long write, ``reset`` from a shell):
+    every read the service and the commands make raises the project's
+    retriable error, never a raw ``sqlite3`` one, and works once the lock is
+    gone."""
+    path = tmp_path / "cwc.db"
+    store = await held_store(path, "delete")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.fetch("PRAGMA busy_timeout = 50")  # not 30 s for a test
+        reads = {
+            "lease_info": store.lease_info,
+            "load_groups": store.load_groups,
+            "load_streams": store.load_streams,
+            "load_group_info": store.load_group_info,
+            "count_dead_letters_pending": store.count_dead_letters_pending,
+            "load_dead_letters": lambda: store.load_dead_letters(10),
+        }
+        other.execute("BEGIN EXCLUSIVE")
+        for name, read in reads.items():
+            with pytest.raises(StoreError) as caught:
+                await read()
+            assert caught.value.retriable and "locked" in str(caught.value), name
+            assert isinstance(caught.value.__cause__, sqlite3.Error), name
+        other.execute("ROLLBACK")
+        for read in reads.values():
+            await read()
+    finally:
+        other.close()
+        await store.aclose()
+
+
+# -- an unwritable WAL shared-memory file (item 13) ---------------------------------
+
+
+def _unwritable(path: Path) -> Callable[[], None] | None:
+    """Make ``path`` unwritable for this process; returns how to undo it, or
+    None where that cannot be done (root ignores the mode: the immutable
+    attribute is tried then)."""
+    path.chmod(0o444)
+    if not os.access(path, os.W_OK):
+        return lambda: path.chmod(0o644)
+    try:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, timeout=10)
+    except OSError:
+        done = None
+    if done is not None and done.returncode == 0 and not os.access(path, os.W_OK):
+
+        def undo() -> None:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True, timeout=10)
+            path.chmod(0o644)
+
+        return undo
+    path.chmod(0o644)
+    return None
+
+
+async def test_an_unwritable_wal_shared_memory_file_is_noticed(tmp_path: Path) -> None:
+    """Item 13: SQLite dies of SIGBUS on its next use of a ``-shm`` file it can
+    no longer write. The heartbeat's file check says so first (not
+    retriable: the process stops with the cause)."""
+    path = tmp_path / "cwc.db"
+    store = await held_store(path, "wal")
+    try:
+        await store.commit([commit_of("t1")])
+        shm = tmp_path / "cwc.db-shm"
+        assert shm.exists()
+        store.check_file()  # writable: nothing to say
+        undo = _unwritable(shm)
+        if undo is None:
+            pytest.skip("cannot make a file unwritable here (the mode is ignored, no chattr)")
+        try:
+            with pytest.raises(StoreError, match="no longer writable") as caught:
+                store.check_file()
+            assert not caught.value.retriable
+            assert str(shm) in str(caught.value)
+        finally:
+            undo()
+    finally:
         await store.aclose()
