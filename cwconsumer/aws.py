@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -127,6 +127,16 @@ CallObserver = Callable[[str, str], None]
 """``observe(operation, outcome)`` with outcome ok / throttled / denied / error."""
 
 
+class CallWatch(Protocol):
+    """Hears when each call leaves and when it ends, whatever ends it
+    (:class:`cwconsumer.health.Health`): a call that never answers is seen
+    while it waits, not only once its timeout fires."""
+
+    def aws_call_started(self, operation: str) -> float: ...
+
+    def aws_call_ended(self, operation: str, started: float) -> None: ...
+
+
 class LogsClient:
     """The CloudWatch Logs edge: ``async with LogsClient(...) as logs``.
 
@@ -136,7 +146,7 @@ class LogsClient:
     into :mod:`cwconsumer.errors` (throttling, not found, access denied, a
     rejected token). With ``role`` the calls go through an assumed role,
     refreshed before it expires; ``observe(operation, outcome)`` hears of
-    every call (metrics and health)."""
+    every call (metrics and health), ``calls`` of each one leaving and ending."""
 
     def __init__(
         self,
@@ -147,6 +157,7 @@ class LogsClient:
         timeout_s: float,
         max_connections: int = 32,
         observe: CallObserver | None = None,
+        calls: CallWatch | None = None,
         role: AssumeRole | None = None,
         unmask: bool = False,
         include_linked_accounts: bool = False,
@@ -165,6 +176,7 @@ class LogsClient:
             "ListLogGroups": describe,  # the same account-wide budget for listing groups
         }
         self._observe = observe or (lambda op, outcome: None)
+        self._calls = calls
         self._config = AioConfig(
             retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=min(10.0, timeout_s),
@@ -211,8 +223,13 @@ class LogsClient:
             await rate.acquire()
         method = getattr(self._client, _SNAKE[op])
         try:
-            with anyio.fail_after(self.timeout_s + 5):
-                result: dict[str, Any] = await method(**params)
+            started = self._calls.aws_call_started(op) if self._calls is not None else 0.0
+            try:
+                with anyio.fail_after(self.timeout_s + 5):
+                    result: dict[str, Any] = await method(**params)
+            finally:
+                if self._calls is not None:
+                    self._calls.aws_call_ended(op, started)
         except TimeoutError as exc:
             self._observe(op, "error")
             raise AwsError(f"{op} timed out after {self.timeout_s:g}s", retriable=True) from exc

@@ -15,7 +15,10 @@ Unhealthy (503) when:
   the lane retries it;
 - CloudWatch Logs calls of one kind have all failed for longer than
   ``CWC_STALL_TIMEOUT`` (nothing read means nothing pending, so the stall
-  rule alone would never see an unreachable CloudWatch);
+  rule alone would never see an unreachable CloudWatch), counting calls
+  still waiting for an answer as failing: a call in flight keeps its
+  operation's failures, and one waiting longer than the timeout is a
+  reason of its own (a proxy that accepts and never answers);
 - a supervised task failed within the last :data:`TASK_FAILURE_WINDOW_S`
   (it is restarted; one that keeps failing keeps the verdict at 503);
 - AWS (or STS, for ``CWC_AWS_ROLE_ARN``) refuses our credentials, or the
@@ -81,6 +84,24 @@ class Health:
     store_error: str | None = None  # a checkpoint commit is being retried
     # operation -> (first failure since its last success, last failure)
     aws_failing: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # operation -> start times of its calls now waiting for an answer (at
+    # most the client's connections: every call ends, by its timeout at worst)
+    aws_in_flight: dict[str, list[float]] = field(default_factory=dict)
+
+    def aws_call_started(self, operation: str) -> float:
+        """A CloudWatch Logs call left; returns its start for :meth:`aws_call_ended`."""
+        now = time.monotonic()
+        self.aws_in_flight.setdefault(operation, []).append(now)
+        return now
+
+    def aws_call_ended(self, operation: str, started: float) -> None:
+        """The call started at ``started`` ended, however (its outcome comes
+        through :meth:`aws_call`)."""
+        starts = self.aws_in_flight.get(operation)
+        if starts is not None and started in starts:
+            starts.remove(started)
+            if not starts:
+                del self.aws_in_flight[operation]
 
     def aws_call(self, operation: str, outcome: str) -> None:
         """Every CloudWatch Logs call's outcome. AWS refusing our credentials or
@@ -167,11 +188,18 @@ class Health:
             reasons.append(f"checkpoint database refuses a commit (retrying): {self.store_error}")
         for op, (first, last) in sorted(self.aws_failing.items()):
             failing = now - first
-            if now - last > self.stall_timeout_s:
+            if now - last > self.stall_timeout_s and not self.aws_in_flight.get(op):
                 del self.aws_failing[op]  # not called since: nothing to say
             elif failing > self.stall_timeout_s:
                 reasons.append(
                     f"CloudWatch Logs {op}: every call failed for {failing:.0f}s "
+                    f"(CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
+                )
+        for op, starts in sorted(self.aws_in_flight.items()):
+            waiting = now - min(starts) if starts else 0.0
+            if op not in self.aws_failing and waiting > self.stall_timeout_s:
+                reasons.append(
+                    f"CloudWatch Logs {op}: no answer for {waiting:.0f}s "
                     f"(CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
                 )
         for name, failure in sorted(self.failed_tasks.items()):

@@ -231,6 +231,7 @@ class Service:
                 timeout_s=cfg.aws_timeout_s,
                 max_connections=cfg.workers + 4,
                 observe=self._observe_call,
+                calls=self.health,
                 role=aws_role(cfg),
                 unmask=cfg.unmask,
                 include_linked_accounts=cfg.include_linked_accounts,

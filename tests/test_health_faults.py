@@ -4,25 +4,30 @@ read with a bound (item 8). Fast: in process, real HTTP servers on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import resource
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
+from cwconsumer.aws import LogsClient
 from cwconsumer.commands import EXIT_OK, healthcheck
-from cwconsumer.errors import SinkError
+from cwconsumer.errors import AwsError, SinkError
 from cwconsumer.health import Health
 from cwconsumer.model import OutBatch
 from cwconsumer.sinks.base import Outcome
 from cwconsumer.sinks.formats import NDJSON
 from cwconsumer.sinks.http import ANSWER_MAX_BYTES, HttpOptions, HttpPoster, HttpSink
+from tests.support.fakecwl import FakeCloudWatchLogs
 from tests.support.harness import free_port, run_env
 
 # -- item 9: CloudWatch failing for longer than the stall timeout -------------------
@@ -56,6 +61,99 @@ def test_an_operation_that_failed_once_and_was_not_called_since_does_not_stick()
     health.aws_call("DescribeLogGroups", "throttled")
     time.sleep(0.25)
     assert health.verdict(0)[0]
+
+
+def test_calls_hanging_past_the_stall_timeout_keep_the_operation_unhealthy() -> None:
+    """Measured by ``bench/faults_net.py cloudwatch-down`` (truncated 200s,
+    then a proxy that never answers): old code forgot the failures of an
+    operation whose calls were all still waiting ("not called since"), so
+    /healthz turned 200 while CloudWatch was unreachable, and the next
+    failure started the count again from zero."""
+    health = Health(stall_timeout_s=0.3)
+    health.started = True
+    health.aws_call("GetLogEvents", "error")  # a garbled answer...
+    first_failure = health.aws_failing["GetLogEvents"][0]
+    hung = health.aws_call_started("GetLogEvents")  # ...then a call that hangs
+    time.sleep(0.45)
+    healthy, body = health.verdict(0)
+    assert not healthy, "a hanging call was taken for a recovered operation"
+    assert "GetLogEvents" in str(body["reasons"])
+    health.aws_call_ended("GetLogEvents", hung)
+    health.aws_call("GetLogEvents", "error")  # it timed out: the streak goes on
+    assert not health.verdict(0)[0]
+    assert health.aws_failing["GetLogEvents"][0] == first_failure, "the count started again"
+    health.aws_call("GetLogEvents", "ok")
+    assert health.verdict(0)[0]
+
+
+def test_a_call_without_an_answer_past_the_stall_timeout_is_unhealthy() -> None:
+    """The first call after a success hangs (CWC_AWS_TIMEOUT longer than
+    CWC_STALL_TIMEOUT): no failure recorded yet, still no answer."""
+    health = Health(stall_timeout_s=0.2)
+    health.started = True
+    health.aws_call("DescribeLogStreams", "ok")
+    started = health.aws_call_started("DescribeLogStreams")
+    assert health.verdict(0)[0]
+    time.sleep(0.3)
+    healthy, body = health.verdict(0)
+    assert not healthy and "DescribeLogStreams: no answer" in str(body["reasons"])
+    health.aws_call_ended("DescribeLogStreams", started)
+    health.aws_call("DescribeLogStreams", "ok")
+    assert health.verdict(0)[0]
+    assert not health.aws_in_flight, "a finished call left its start behind"
+
+
+async def test_the_client_reports_every_call_in_flight_until_it_ends() -> None:
+    """LogsClient tells health when a call leaves and when it ends, whatever
+    ends it (an answer, an error, the timeout)."""
+    health = Health(stall_timeout_s=0.5)
+    health.started = True
+    async with FakeCloudWatchLogs(seed=1) as fake:
+        fake.put("/h", "s", [(1_000, "x")])
+        with _aws_env(fake):
+            async with LogsClient(
+                fake.region,
+                get_rate=100,
+                describe_rate=100,
+                timeout_s=1.0,
+                observe=health.aws_call,
+                calls=health,
+            ) as logs:
+                await logs.get_log_events("/h", "s", None, None)
+                assert health.verdict(0)[0] and not health.aws_in_flight
+                fake.garble_next(1)
+                with pytest.raises(AwsError):
+                    await logs.get_log_events("/h", "s", None, None)
+                fake.set_latency(30.0, operation="GetLogEvents")  # a proxy that never answers
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_quietly, logs.get_log_events("/h", "s", None, None))
+                    await anyio.sleep(0.8)  # past the stall timeout, before the call's timeout
+                    healthy, body = health.verdict(0)
+                    assert not healthy and "GetLogEvents" in str(body["reasons"]), body
+                    assert health.aws_in_flight.get("GetLogEvents")
+                assert not health.aws_in_flight, "the timed-out call is still counted"
+                fake.set_latency(0.0, operation="GetLogEvents")
+                await logs.get_log_events("/h", "s", None, None)
+                assert health.verdict(0)[0]
+
+
+async def _quietly(call: Awaitable[object]) -> None:
+    with contextlib.suppress(AwsError):
+        await call
+
+
+@contextlib.contextmanager
+def _aws_env(fake: FakeCloudWatchLogs) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in fake.client_env()}
+    os.environ.update(fake.client_env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def test_a_sink_refusing_requests_and_a_failing_commit_are_unhealthy_until_cleared() -> None:
