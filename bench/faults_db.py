@@ -90,7 +90,26 @@ def _event(text: str) -> Event | None:
 # ---------------------------------------------------------------------------- sinks
 
 
-class CountingSink(FakeServer):
+class EpochCounts:
+    """Events counted per *epoch* (set by the driver before each deliberate
+    restart), under the sink's own lock."""
+
+    _lock: threading.Condition
+    by_epoch: dict[int, Counter[Event]]
+
+    def received(self) -> Counter[Event]:
+        with self._lock:
+            out: Counter[Event] = Counter()
+            for c in self.by_epoch.values():
+                out.update(c)
+            return out
+
+    def in_epoch(self, epoch: int) -> Counter[Event]:
+        with self._lock:
+            return Counter(self.by_epoch.get(epoch, Counter()))
+
+
+class CountingSink(EpochCounts, FakeServer):
     """Any POST: every numbered event in the NDJSON body is counted, per
     *epoch* (set by the driver before each deliberate restart)."""
 
@@ -111,19 +130,8 @@ class CountingSink(FakeServer):
             self.by_epoch.setdefault(self.epoch, Counter()).update(found)
         return web.Response(text="ok")
 
-    def received(self) -> Counter[Event]:
-        with self._lock:
-            out: Counter[Event] = Counter()
-            for c in self.by_epoch.values():
-                out.update(c)
-            return out
 
-    def in_epoch(self, epoch: int) -> Counter[Event]:
-        with self._lock:
-            return Counter(self.by_epoch.get(epoch, Counter()))
-
-
-class PoisonEs(ElasticsearchFake):
+class PoisonEs(EpochCounts, ElasticsearchFake):
     """Elasticsearch ``_bulk`` refusing every item whose message holds
     :data:`POISON` with 400 ``mapper_parsing_exception``; every other item
     that arrives is counted (a second arrival answered 409 is a duplicate)."""
@@ -151,17 +159,6 @@ class PoisonEs(ElasticsearchFake):
         if kind == "document_parsing_exception":
             kind = "mapper_parsing_exception"  # what the issue's sink (Elasticsearch 7) said
         return ElasticsearchFake._item_error(head, status, kind, reason)
-
-    def received(self) -> Counter[Event]:
-        with self._lock:
-            out: Counter[Event] = Counter()
-            for c in self.by_epoch.values():
-                out.update(c)
-            return out
-
-    def in_epoch(self, epoch: int) -> Counter[Event]:
-        with self._lock:
-            return Counter(self.by_epoch.get(epoch, Counter()))
 
 
 Sink = CountingSink | PoisonEs

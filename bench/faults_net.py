@@ -323,6 +323,16 @@ def last_log(product: Product) -> str:
     return str(records[-1].get("message", ""))[:200] if records else ""
 
 
+def close_out(rep: Report, rig: Rig, sink: RecordingSink, health: HealthLog, p: Product) -> None:
+    """The end every scenario shares: the /healthz timeline, a clean stop,
+    and what was lost or sent twice."""
+    health.stop()
+    rep.fig("health timeline (t, status, reason)", health.timeline())
+    rep.fig("exit status on SIGTERM", terminate(p))
+    for name, value in rig.tally(sink.docs()).items():
+        rep.fig(name, value)
+
+
 def terminate(product: Product) -> int | str:
     try:
         return product.terminate(60)
@@ -602,11 +612,7 @@ def cloudwatch_down(rep: Report, work: Path, short: bool) -> None:
         rep.fig("seconds to drain after recovery", round(time.monotonic() - t0 - down_s, 1))
         rep.fig("delivering again", ok)
         rep.fig("process up throughout", p.running())
-        health.stop()
-        rep.fig("health timeline (t, status, reason)", health.timeline())
-        rep.fig("exit status on SIGTERM", terminate(p))
-        for name, value in rig.tally(sink.docs()).items():
-            rep.fig(name, value)
+        close_out(rep, rig, sink, health, p)
     finally:
         if health is not None:
             health.stop()
@@ -657,11 +663,7 @@ def sink_404(rep: Report, work: Path, short: bool) -> None:
             "/healthz 200 again after s",
             None if back is None else round(back[0] - (recovered - t0), 1),
         )
-        health.stop()
-        rep.fig("health timeline (t, status, reason)", health.timeline())
-        rep.fig("exit status on SIGTERM", terminate(p))
-        for name, value in rig.tally(sink.docs()).items():
-            rep.fig(name, value)
+        close_out(rep, rig, sink, health, p)
     finally:
         sink.stop()
         rig.close()
@@ -744,11 +746,7 @@ def sink_outage(rep: Report, work: Path, short: bool) -> None:
         rig.writer.stop()
         ok = wait_for(rig.drained(sink.docs), 60)
         rep.fig("drained at the end", ok)
-        health.stop()
-        rep.fig("health timeline (t, status, reason)", health.timeline())
-        rep.fig("exit status on SIGTERM", terminate(p))
-        for name, value in rig.tally(sink.docs()).items():
-            rep.fig(name, value)
+        close_out(rep, rig, sink, health, p)
     finally:
         if health is not None:
             health.stop()
