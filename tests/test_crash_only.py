@@ -66,6 +66,33 @@ def service(fake: FakeCloudWatchLogs, db: Path, sink: BuggySink) -> Service:
     return Service(load_config(env), sink=sink)  # type: ignore[arg-type]
 
 
+def stage_failure(raised: BaseException) -> BaseException:
+    """What ended the service, out of the task groups' exception groups."""
+    cause = raised
+    while isinstance(cause, BaseExceptionGroup):
+        cause = next(
+            e for e in cause.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())
+        )
+    return cause
+
+
+async def restart_delivers_everything(
+    fake: FakeCloudWatchLogs, db: Path, first: BuggySink
+) -> BuggySink:
+    """Start the service again (as ECS would) until the two runs together
+    delivered all 100 events; returns the second run's sink."""
+    second = BuggySink(fail_on=None)
+    svc = service(fake, db, second)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc.run)
+        deadline = time.monotonic() + 30
+        while sorted(set(first.accepted + second.accepted)) != list(range(100)):
+            assert time.monotonic() < deadline, "not every event delivered after the restart"
+            await anyio.sleep(0.05)
+        svc.stop()
+    return second
+
+
 async def test_a_stage_that_raises_stops_the_service_and_the_restart_loses_nothing(
     start_fakecwl: Callable[..., FakeCloudWatchLogs],
     tmp_path: Path,
@@ -84,26 +111,14 @@ async def test_a_stage_that_raises_stops_the_service_and_the_restart_loses_nothi
     with anyio.fail_after(30):
         with pytest.raises(BaseException) as caught:
             await service(fake, db, first).run()
-    cause: BaseException = caught.value
-    while isinstance(cause, BaseExceptionGroup):
-        cause = next(
-            e for e in cause.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())
-        )
+    cause = stage_failure(caught.value)
     assert isinstance(cause, StageFailed)
     assert "lane-0" in str(cause) and "a bug in a sink" in str(cause)
     assert first.accepted == list(range(20))  # the first batch only
     rows = read_checkpoints(db)
     assert all(r.delivered <= 20 for r in rows.values())  # nothing passed the lost batch
 
-    second = BuggySink(fail_on=None)
-    svc = service(fake, db, second)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(svc.run)
-        deadline = time.monotonic() + 30
-        while sorted(set(first.accepted + second.accepted)) != list(range(100)):
-            assert time.monotonic() < deadline, "not every event delivered after the restart"
-            await anyio.sleep(0.05)
-        svc.stop()
+    second = await restart_delivers_everything(fake, db, first)
     assert sorted(set(second.accepted)) == list(range(20, 100))
 
 
@@ -139,23 +154,11 @@ async def test_a_reader_that_raises_stops_the_service_and_the_restart_loses_noth
     with anyio.fail_after(15):
         with pytest.raises(BaseException) as caught:
             await service(fake, db, first).run()
-    cause: BaseException = caught.value
-    while isinstance(cause, BaseExceptionGroup):
-        cause = next(
-            e for e in cause.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())
-        )
+    cause = stage_failure(caught.value)
     assert isinstance(cause, StageFailed), repr(cause)
     assert "reader-" in str(cause) and "a bug on a page" in str(cause)
     rows = read_checkpoints(db)
     assert all(r.delivered <= 20 for r in rows.values())  # nothing passed the lost page
 
     failing[0] = False
-    second = BuggySink(fail_on=None)
-    svc = service(fake, db, second)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(svc.run)
-        deadline = time.monotonic() + 30
-        while sorted(set(first.accepted + second.accepted)) != list(range(100)):
-            assert time.monotonic() < deadline, "not every event delivered after the restart"
-            await anyio.sleep(0.05)
-        svc.stop()
+    await restart_delivers_everything(fake, db, first)
