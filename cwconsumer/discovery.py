@@ -176,11 +176,17 @@ class Discovery:
             extra={"groups": len(self._reg.groups), "streams": len(self._reg.streams)},
         )
 
-    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """:meth:`cycle` every :attr:`tick_s` until cancelled; started after the first."""
+    async def run(
+        self, ok: Callable[[], None] | None = None, *, task_status: Any = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """:meth:`cycle` every :attr:`tick_s` until cancelled; started after the
+        first; ``ok()`` after every cycle that completed (a failure reported in
+        /healthz is cleared by the next one that works)."""
         started = False
         while True:
             await self.cycle()
+            if ok is not None:
+                ok()
             if not started:
                 task_status.started()
                 started = True

@@ -355,13 +355,10 @@ class Service:
             try:
                 with fetch_scope:
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._restarted, "discovery", self._discovery_loop, discovery)
-                        tg.start_soon(
-                            self._restarted,
-                            "group-info",
-                            info.run,
-                            partial(self.health.task_ok, "group-info"),
-                        )
+                        # Each completed cycle clears a failure /healthz reported.
+                        for name, stage in (("discovery", discovery), ("group-info", info)):
+                            ok = partial(self.health.task_ok, name)
+                            tg.start_soon(self._restarted, name, stage.run, ok)
                         for i in range(cfg.workers):
                             tg.start_soon(self._crash_only, f"reader-{i}", reader.worker)
             finally:
@@ -422,12 +419,6 @@ class Service:
     def _observe_call(self, operation: str, outcome: str) -> None:
         self.metrics.observe_call(operation, outcome)
         self.health.aws_call(operation, outcome)
-
-    async def _discovery_loop(self, discovery: Discovery) -> None:
-        while True:
-            await discovery.cycle()
-            self.health.task_ok("discovery")
-            await discovery.until_next_tick()
 
     async def _crash_only(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a stage that holds events. An unexpected exception is never
