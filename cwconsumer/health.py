@@ -196,7 +196,7 @@ class Health:
                     f"(CWC_STALL_TIMEOUT {self.stall_timeout_s:g}s)"
                 )
         for op, starts in sorted(self.aws_in_flight.items()):
-            waiting = now - min(starts) if starts else 0.0
+            waiting = now - min(starts)  # never empty: an empty list is removed
             if op not in self.aws_failing and waiting > self.stall_timeout_s:
                 reasons.append(
                     f"CloudWatch Logs {op}: no answer for {waiting:.0f}s "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import resource
 import subprocess
 import sys
@@ -103,57 +102,46 @@ def test_a_call_without_an_answer_past_the_stall_timeout_is_unhealthy() -> None:
     assert not health.aws_in_flight, "a finished call left its start behind"
 
 
-async def test_the_client_reports_every_call_in_flight_until_it_ends() -> None:
+async def test_the_client_reports_every_call_in_flight_until_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """LogsClient tells health when a call leaves and when it ends, whatever
     ends it (an answer, an error, the timeout)."""
     health = Health(stall_timeout_s=0.5)
     health.started = True
     async with FakeCloudWatchLogs(seed=1) as fake:
         fake.put("/h", "s", [(1_000, "x")])
-        with _aws_env(fake):
-            async with LogsClient(
-                fake.region,
-                get_rate=100,
-                describe_rate=100,
-                timeout_s=1.0,
-                observe=health.aws_call,
-                calls=health,
-            ) as logs:
+        for k, v in fake.client_env().items():
+            monkeypatch.setenv(k, v)
+        async with LogsClient(
+            fake.region,
+            get_rate=100,
+            describe_rate=100,
+            timeout_s=1.0,
+            observe=health.aws_call,
+            calls=health,
+        ) as logs:
+            await logs.get_log_events("/h", "s", None, None)
+            assert health.verdict(0)[0] and not health.aws_in_flight
+            fake.garble_next(1)
+            with pytest.raises(AwsError):
                 await logs.get_log_events("/h", "s", None, None)
-                assert health.verdict(0)[0] and not health.aws_in_flight
-                fake.garble_next(1)
-                with pytest.raises(AwsError):
-                    await logs.get_log_events("/h", "s", None, None)
-                fake.set_latency(30.0, operation="GetLogEvents")  # a proxy that never answers
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_quietly, logs.get_log_events("/h", "s", None, None))
-                    await anyio.sleep(0.8)  # past the stall timeout, before the call's timeout
-                    healthy, body = health.verdict(0)
-                    assert not healthy and "GetLogEvents" in str(body["reasons"]), body
-                    assert health.aws_in_flight.get("GetLogEvents")
-                assert not health.aws_in_flight, "the timed-out call is still counted"
-                fake.set_latency(0.0, operation="GetLogEvents")
-                await logs.get_log_events("/h", "s", None, None)
-                assert health.verdict(0)[0]
+            fake.set_latency(30.0, operation="GetLogEvents")  # a proxy that never answers
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_quietly, logs.get_log_events("/h", "s", None, None))
+                await anyio.sleep(0.8)  # past the stall timeout, before the call's timeout
+                healthy, body = health.verdict(0)
+                assert not healthy and "GetLogEvents" in str(body["reasons"]), body
+                assert health.aws_in_flight.get("GetLogEvents")
+            assert not health.aws_in_flight, "the timed-out call is still counted"
+            fake.set_latency(0.0, operation="GetLogEvents")
+            await logs.get_log_events("/h", "s", None, None)
+            assert health.verdict(0)[0]
 
 
 async def _quietly(call: Awaitable[object]) -> None:
     with contextlib.suppress(AwsError):
         await call
-
-
-@contextlib.contextmanager
-def _aws_env(fake: FakeCloudWatchLogs) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in fake.client_env()}
-    os.environ.update(fake.client_env())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_a_sink_refusing_requests_and_a_failing_commit_are_unhealthy_until_cleared() -> None:
