@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 
+from bench.run import poll_until  # noqa: E402
 from tests.support.fakecwl import FakeCloudWatchLogs  # noqa: E402
 from tests.support.fakesinks import BODY, ElasticsearchFake, FakeServer  # noqa: E402
 from tests.support.harness import (  # noqa: E402
@@ -462,15 +463,6 @@ def _all_in(want: set[Event], sink: Sink) -> bool:
     return not (want - set(sink.received()))
 
 
-def wait_for(pred: Callable[[], bool], timeout_s: float, every_s: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every_s)
-    return pred()
-
-
 @contextlib.contextmanager
 def rig(
     workdir: Path,
@@ -528,7 +520,7 @@ def term_and_restart(r: Rig, out: dict[str, Any], settle_s: float = 6.0) -> None
     r.sink.epoch += 1
     epoch = r.sink.epoch
     r.task.start()
-    wait_for(lambda: (r.admin.healthz() or (0, {}))[0] == 200, 30)
+    poll_until(lambda: (r.admin.healthz() or (0, {}))[0] == 200, 30)
     time.sleep(settle_s)
     out["redelivered_after_restart"] = sum(r.sink.in_epoch(epoch).values())
     rc2, _ = r.task.sigterm()
@@ -586,7 +578,7 @@ def _fault_run(
         ) as r:
             r.task.start()
             health = HealthLog(r.admin, r.task.t0)
-            if not wait_for(lambda: r.delivered_count() >= start_after, 60, 0.05):
+            if not poll_until(lambda: r.delivered_count() >= start_after, 60, 0.05):
                 raise RuntimeError(f"only {r.delivered_count()} events arrived before the fault")
             on = time.monotonic() - r.task.t0
             out["fault_on_at_s"] = round(on, 1)
@@ -600,13 +592,13 @@ def _fault_run(
             off = time.monotonic() - r.task.t0
             out["fault_off_at_s"] = round(off, 1)
             out["delivered_at_fault_off"] = r.delivered_count()
-            done = wait_for(lambda: r.accounted()[0] == 0 and r.committed(), 240, 0.25)
+            done = poll_until(lambda: r.accounted()[0] == 0 and r.committed(), 240, 0.25)
             out["all_accounted"] = done
             out["seconds_from_fault_off_to_all_delivered"] = (
                 round(time.monotonic() - r.task.t0 - off, 1) if done else None
             )
             # /healthz after recovery: its first 200 (bounded), and 3 s more
-            wait_for(lambda: bool(health.samples) and health.samples[-1][1] == 200, 60)
+            poll_until(lambda: bool(health.samples) and health.samples[-1][1] == 200, 60)
             time.sleep(3)
             health.stop()
             first_ok = next((at for at, st, _ in health.samples if at > off and st == 200), None)
@@ -733,7 +725,7 @@ def sc_removed_dir(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
         ) as r:
             r.writer.start_appending(keys, every_s=0.02, per_tick=(1, 4))
             r.task.start()
-            if not wait_for(lambda: r.delivered_count() >= 200 and r.has_checkpoints(), 60):
+            if not poll_until(lambda: r.delivered_count() >= 200 and r.has_checkpoints(), 60):
                 raise RuntimeError("no events delivered before the removal")
             time.sleep(2)
             first = {k: min(i for g, s, i in r.sink.received() if (g, s) == k) for k in keys}
@@ -749,7 +741,7 @@ def sc_removed_dir(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
             r.writer.stop()
             counts = r.writer.counts()
             want = {(g, s, i) for (g, s), n in counts.items() for i in range(first[(g, s)], n)}
-            wait_for(partial(_all_in, want, r.sink), 20)
+            poll_until(partial(_all_in, want, r.sink), 20)
             received = r.sink.received()
             lost = sorted(want - set(received))
             res["events_after_first_delivery"] = len(want)
@@ -784,7 +776,7 @@ def sc_shm(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
             env={"CWC_DB_JOURNAL_MODE": "wal"},
         ) as r:  # fmt: skip
             r.task.start()
-            if not wait_for(lambda: r.committed(), 60):
+            if not poll_until(lambda: r.committed(), 60):
                 raise RuntimeError("the backlog was not committed before the fault")
             shm = Path(str(db) + "-shm")
             bound = False
@@ -815,7 +807,7 @@ def sc_shm(workdir: Path, modes: list[str]) -> list[dict[str, Any]]:
                 umount(shm)
             elif how == "chmod":
                 shm.chmod(0o644)
-            res["all_accounted_after_repair"] = wait_for(
+            res["all_accounted_after_repair"] = poll_until(
                 lambda: r.accounted()[0] == 0 and r.committed(), 60
             )
             res.update(r.figures())

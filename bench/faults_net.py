@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 
+from bench.run import poll_until  # noqa: E402
 from tests.conftest import Product  # noqa: E402
 from tests.support.fakecwl import FakeCloudWatchLogs  # noqa: E402
 from tests.support.fakesinks import BODY, RecordingSink, decode_documents  # noqa: E402
@@ -110,15 +111,6 @@ class Report:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return predicate()
 
 
 def vm_kib(pid: int, field: str) -> int:
@@ -406,7 +398,7 @@ def huge_answer(rep: Report, work: Path, short: bool) -> None:
             assert p.proc is not None
             pid = p.proc.pid
             admin = Admin(port)
-            ok = wait_for(rig.drained(sink.docs), 60)
+            ok = poll_until(rig.drained(sink.docs), 60)
             rep.fig(f"{tag} backlog delivered before the fault", ok)
             rep.fig(f"{tag} RSS before the fault MiB", mib(vm_kib(pid, "VmRSS")))
             rig.writer.start_appending(rig.keys, every_s=0.1, per_tick=(0, 4))
@@ -430,7 +422,7 @@ def huge_answer(rep: Report, work: Path, short: bool) -> None:
             rig.writer.stop()
             for k in rig.keys:
                 rig.writer.put(*k, 200, now=True)
-            ok = wait_for(rig.drained(sink.docs), 120)
+            ok = poll_until(rig.drained(sink.docs), 120)
             rep.fig(f"{tag} delivering again after the sink behaves", ok)
             rep.fig(
                 f"{tag} seconds to drain after recovery", round(time.monotonic() - recovered, 1)
@@ -571,7 +563,7 @@ def cloudwatch_down(rep: Report, work: Path, short: bool) -> None:
             CWC_STALL_TIMEOUT=f"{stall:.0f}s",
         ).start()
         rep.fig("CWC_STALL_TIMEOUT s", stall)
-        ok = wait_for(rig.drained(sink.docs), 60)
+        ok = poll_until(rig.drained(sink.docs), 60)
         rep.fig("backlog delivered before the fault", ok)
         rig.writer.start_appending(rig.keys, every_s=0.2, per_tick=(0, 4))
         t0 = time.monotonic()
@@ -599,7 +591,7 @@ def cloudwatch_down(rep: Report, work: Path, short: bool) -> None:
                 f"{mode}: 503 samples / reason",
                 f"{len(inside)} / {inside[-1][2][:160] if inside else '-'}",
             )
-        wait_for(lambda: health is not None and health.now() == 200, 60)
+        poll_until(lambda: health is not None and health.now() == 200, 60)
         back = health.first(200, down_s)
         rep.fig(
             "/healthz 200 again after recovery s",
@@ -608,7 +600,7 @@ def cloudwatch_down(rep: Report, work: Path, short: bool) -> None:
         rig.writer.stop()
         for k in rig.keys:
             rig.writer.put(*k, 100, now=True)
-        ok = wait_for(rig.drained(sink.docs), 150)
+        ok = poll_until(rig.drained(sink.docs), 150)
         rep.fig("seconds to drain after recovery", round(time.monotonic() - t0 - down_s, 1))
         rep.fig("delivering again", ok)
         rep.fig("process up throughout", p.running())
@@ -652,12 +644,12 @@ def sink_404(rep: Report, work: Path, short: bool) -> None:
         rep.fig("samples 200 after the first 503, while 404", sum(1 for s in during if s[1] == 200))
         sink.clear_faults()
         recovered = time.monotonic()
-        ok = wait_for(rig.drained(sink.docs), 120)
+        ok = poll_until(rig.drained(sink.docs), 120)
         rep.fig("everything delivered after", ok)
         rep.fig(
             "seconds to drain after the sink answers 200", round(time.monotonic() - recovered, 1)
         )
-        wait_for(lambda: health.now() == 200, 15)
+        poll_until(lambda: health.now() == 200, 15)
         back = health.first(200, recovered - t0)
         rep.fig(
             "/healthz 200 again after s",
@@ -690,7 +682,7 @@ def sink_outage(rep: Report, work: Path, short: bool) -> None:
         port = free_port()
         admin = Admin(port)
         p = rig.product(sink.url, CWC_ADMIN_ADDR=f"127.0.0.1:{port}").start()
-        ok = wait_for(rig.drained(sink.docs), 60)
+        ok = poll_until(rig.drained(sink.docs), 60)
         rep.fig("backlog delivered before the fault", ok)
         rep.fig("CWC_SINK_CONCURRENCY (lanes)", 2, "default")
         rig.writer.start_appending(rig.keys, every_s=0.2, per_tick=(0, 4))
@@ -728,7 +720,7 @@ def sink_outage(rep: Report, work: Path, short: bool) -> None:
                 sink.clear_faults()
             recovered = time.monotonic()
             docs_before = len(sink.docs())
-            got_all = wait_for(rig.drained(sink.docs, rig.writer.counts()), 180)
+            got_all = poll_until(rig.drained(sink.docs, rig.writer.counts()), 180)
             rep.fig(
                 f"{kind}: seconds to drain after recovery", round(time.monotonic() - recovered, 1)
             )
@@ -737,14 +729,14 @@ def sink_outage(rep: Report, work: Path, short: bool) -> None:
                 f"{kind}: events received after recovery (while drained)",
                 len(sink.docs()) - docs_before,
             )
-            wait_for(lambda: health is not None and health.now() == 200, 30)
+            poll_until(lambda: health is not None and health.now() == 200, 30)
             back = health.first(200, recovered - t0)
             rep.fig(
                 f"{kind}: /healthz 200 again after s",
                 None if back is None else round(back[0] - (recovered - t0), 1),
             )
         rig.writer.stop()
-        ok = wait_for(rig.drained(sink.docs), 60)
+        ok = poll_until(rig.drained(sink.docs), 60)
         rep.fig("drained at the end", ok)
         close_out(rep, rig, sink, health, p)
     finally:
@@ -805,14 +797,14 @@ def one_freeze(work: Path, *, seed: int, freeze_s: float) -> dict[str, Any]:
         b = rig.product(sink.url, CWC_SINK_HEADERS=json.dumps({"X-Run": "b"}), **LEASE_DEFAULTS)
         rig.writer.start_appending(rig.keys, every_s=0.05, per_tick=(0, 5))
         a.start()
-        wait_for(lambda: len(sink.docs()) >= 1500, 30)
+        poll_until(lambda: len(sink.docs()) >= 1500, 30)
         b.start()
-        wait_for(lambda: STANDBY_LOG in b.logs(), 20)
+        poll_until(lambda: STANDBY_LOG in b.logs(), 20)
         assert a.proc is not None
         time.sleep(1.0)
         os.kill(a.proc.pid, signal.SIGSTOP)
         frozen = time.monotonic()
-        took = wait_for(lambda: ACQUIRED_LOG in b.logs(), freeze_s, every_s=0.05)
+        took = poll_until(lambda: ACQUIRED_LOG in b.logs(), freeze_s, every_s=0.05)
         takeover = round(time.monotonic() - frozen, 1) if took else None
         time.sleep(max(0.0, freeze_s - (time.monotonic() - frozen)))
         before = len(sink.requests())
@@ -824,7 +816,7 @@ def one_freeze(work: Path, *, seed: int, freeze_s: float) -> dict[str, Any]:
         late = [r for r in sink.requests()[before:] if r.header("X-Run") == "a"]
         late_docs = sum(len(decode_documents(r.body, r.header("content-type") or "")) for r in late)
         rig.writer.stop()
-        ok = wait_for(rig.drained(sink.docs), 60)
+        ok = poll_until(rig.drained(sink.docs), 60)
         return {
             "takeover_s": takeover,
             "late_requests": len(late),
@@ -961,15 +953,15 @@ def provoke(
     try:
         p.start()
         # Each phase lasts until the product met it twice (back-off allowing).
-        wait_for(lambda: (refused(admin) or 0) >= 2, 45)  # nothing listens: connection refused
+        poll_until(lambda: (refused(admin) or 0) >= 2, 45)  # nothing listens: connection refused
         look("down")
         sink.start()
         for mode in ("500-echo", "401"):
             sink.mode = mode
-            wait_for(answered_twice(sink), 45)
+            poll_until(answered_twice(sink), 45)
             look(mode)
         sink.mode = "ok"
-        ok = wait_for(rig.drained(sink.docs), 60)
+        ok = poll_until(rig.drained(sink.docs), 60)
         look("ok")
         rc = terminate(p)
         surfaces[f"{variant} product log"] = p.logs()

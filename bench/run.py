@@ -314,15 +314,21 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for(
-    predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.2
-) -> None:
+def poll_until(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
+    """Whether ``predicate`` came true within ``timeout_s`` (asked once more at the end)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
-            return
+            return True
         time.sleep(every_s)
-    raise RuntimeError(f"timed out after {timeout_s:g}s waiting for {what}")
+    return predicate()
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.2
+) -> None:
+    if not poll_until(predicate, timeout_s, every_s):
+        raise RuntimeError(f"timed out after {timeout_s:g}s waiting for {what}")
 
 
 def median(values: list[float]) -> float:

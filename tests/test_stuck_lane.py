@@ -88,7 +88,6 @@ async def run(old_wiring: bool, budget_events: int = 1_000_000) -> tuple[int, in
     """Events of lane-1 streams delivered in the first and in the second
     half second after lane 0 has filled up."""
     budget = Budget(budget_events, 1 << 30)
-
     schedule = Schedule()
     channels: list[Channel[Chunk]] = [Channel(8) for _ in range(LANES)]
     stuck = keys_on(0, WORKERS + 1)
